@@ -1,0 +1,222 @@
+"""`draw-service`: argument parsing for every entry point, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .model import DRAWConfig
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 32x32, got {text!r}") from None
+
+
+def add_data_args(p: argparse.ArgumentParser, default_dataset: str | None = "mnist") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=default_dataset,
+                   help="mnist, fashion_mnist, svhn, cifar10, a .npz file, an image folder, or a prepared dataset "
+                        "URI (local or s3://); default %(default)s")
+    g.add_argument("--binarize", action=argparse.BooleanOptionalAction, default=None,
+                   help="binarise pixels (default: yes for mnist as in the paper, no otherwise)")
+    g.add_argument("--image-size", type=_size, default=None, help="HxW to resize an image folder to")
+    g.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    g.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    d = DRAWConfig()
+    g = p.add_argument_group("model (defaults: the paper's MNIST model with attention)")
+    g.add_argument("--T", type=int, default=d.T, help="drawing steps (default %(default)s)")
+    g.add_argument("--enc-size", type=int, default=d.enc_size, help="encoder LSTM units (default %(default)s)")
+    g.add_argument("--dec-size", type=int, default=d.dec_size, help="decoder LSTM units (default %(default)s)")
+    g.add_argument("--z-size", type=int, default=d.z_size, help="latent size per step (default %(default)s)")
+    g.add_argument("--attention", action=argparse.BooleanOptionalAction, default=d.attention,
+                   help="Gaussian attention read/write (default: on)")
+    g.add_argument("--read-n", type=int, default=d.read_n, help="read patch N×N (default %(default)s)")
+    g.add_argument("--write-n", type=int, default=d.write_n, help="write patch N×N (default %(default)s)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int, default=100, help="global batch size (default %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default %(default)s)")
+    g.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="none",
+                   help="scale the learning rate by batch-size/100 for large batches")
+    g.add_argument("--grad-clip", type=float, default=10.0, help="max gradient norm, 0 = off (default %(default)s)")
+    g.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
+    g.add_argument("--epochs", type=float, default=1.0, help="epochs when --steps is not given (default %(default)s)")
+    g.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: an epoch)")
+    g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: each eval)")
+    g.add_argument("--keep-checkpoints", type=int, default=3)
+    g.add_argument("--eval-batch-size", type=int, default=500)
+    g.add_argument("--iw-samples", type=int, default=0, help="importance samples for a final IWAE bound (0 = skip)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPUs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the drawing step")
+    t = p.add_argument_group("tracking")
+    t.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
+                   help="log to Weights & Biases, offline unless WANDB_MODE says otherwise (default: on)")
+    t.add_argument("--wandb-project", default="draw-service")
+    t.add_argument("--media-every", type=int, default=None, help="steps between sample pictures (default: each eval)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_config_from_args(a: argparse.Namespace, out: str):
+    from .data.config import DataConfig
+    from .tracking import TrackingConfig
+    from .train.config import TrainConfig
+
+    return TrainConfig(
+        model=DRAWConfig(T=a.T, enc_size=a.enc_size, dec_size=a.dec_size, z_size=a.z_size, attention=a.attention,
+                         read_n=a.read_n, write_n=a.write_n),
+        data=DataConfig(dataset=a.dataset, binarize=a.binarize, image_size=a.image_size,
+                        train_limit=a.train_limit, test_limit=a.test_limit),
+        tracking=TrackingConfig(wandb=a.wandb, project=a.wandb_project, media_every=a.media_every),
+        out=out, batch_size=a.batch_size, lr=a.lr, lr_scaling=a.lr_scaling, grad_clip=a.grad_clip, steps=a.steps,
+        epochs=a.epochs, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every,
+        keep_checkpoints=a.keep_checkpoints, eval_batch_size=a.eval_batch_size, iw_samples=a.iw_samples,
+        seed=a.seed, device=a.device, precision=a.precision, compile=a.compile, progress=not a.quiet,
+    )
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .train.session import LocalSession
+
+    cfg = train_config_from_args(a, a.out)
+    cfg.validate()
+    from .train.loop import train_loop
+
+    session = LocalSession(cfg.out, cfg.device, resume=a.resume, keep=cfg.keep_checkpoints)
+    result = train_loop(cfg.to_dict(), session)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from . import checkpoint
+    from .data.config import DataConfig
+    from .data.worker import load_worker_data
+    from .train.evaluate import bound_sums, bounds_from_sums
+    from .train.session import pick_device
+
+    device = pick_device(a.device)
+    model, state = checkpoint.load_model(a.checkpoint, device)
+    data_cfg = DataConfig(**state["train_config"]["data"])
+    if a.dataset:
+        data_cfg.dataset = a.dataset
+    if a.binarize is not None:
+        data_cfg.binarize = a.binarize
+    data_cfg.train_limit, data_cfg.test_limit = a.limit, a.limit
+    data = load_worker_data(data_cfg)
+    if data.image_shape != model.config.image_shape:
+        raise ValueError(f"{data.name} images are {data.image_shape} (C, H, W) but the model draws "
+                         f"{model.config.image_shape}")
+    images = data.test if a.split == "test" else data.train
+    if a.split == "train" and data.binarize:
+        from .data.batches import binarize_fixed
+
+        images = binarize_fixed(images)
+    with tqdm(total=len(images), desc=f"evaluate {a.split}", unit="img",
+              disable=a.quiet, mininterval=2) as bar:
+        torch.manual_seed(a.seed)
+        sums = bound_sums(model, images, a.batch_size, iw_samples=a.iw_samples, seed=a.seed, device=device,
+                          progress=bar)
+    result = {"checkpoint": a.checkpoint, "dataset": data.name, "split": a.split, "binarized": data.binarize,
+              "step": state["step"], **bounds_from_sums(sums)}
+    if a.iw_samples:
+        result["iw_samples"] = a.iw_samples
+    print(json.dumps(result, indent=2))
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from . import checkpoint
+    from .train.session import pick_device
+    from .viz import drawing_frames, gif_bytes, grid_image
+
+    if a.n < 1:
+        raise ValueError(f"-n must be >= 1, got {a.n}")
+    model, _ = checkpoint.load_model(a.checkpoint, pick_device(a.device))
+    g = torch.Generator(model.dec_proj.weight.device).manual_seed(a.seed)
+    images, record = model.sample(a.n, generator=g, temperature=a.temperature, record=a.gif is not None)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    grid_image(images).save(a.out)
+    written = {"grid": a.out}
+    if a.gif:
+        Path(a.gif).parent.mkdir(parents=True, exist_ok=True)
+        write_n = model.config.write_n if model.config.attention else None
+        Path(a.gif).write_bytes(gif_bytes(drawing_frames(record, write_n)))
+        written["gif"] = a.gif
+    print(json.dumps(written))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="draw-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train DRAW in this process (no Ray)")
+    add_data_args(p)
+    add_model_args(p)
+    add_train_args(p)
+    p.add_argument("--out", default="runs/draw", help="output folder or s3:// URI (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="NLL bound (and IWAE bound) of a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder or file, local or s3://")
+    add_data_args(p, default_dataset=None)
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--iw-samples", type=int, default=0, help="k for the importance-weighted bound (0 = skip)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="a grid of samples and an animation of the drawing")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("--out", default="samples.png", help="PNG grid (default %(default)s)")
+    p.add_argument("--gif", default=None, help="also write the drawing animation here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data.sources import DatasetError
+    from .storage import StorageError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        args.func(args)
+    except (DatasetError, StorageError, CheckpointError, ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"draw-service {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""DRAW: a recurrent VAE that draws on a canvas over T steps (Gregor et al., 2015, equations 3–8).
+
+    x̂_t = x − σ(c_{t−1})
+    r_t = read(x, x̂_t, h^dec_{t−1})
+    h^enc_t = LSTM_enc(h^enc_{t−1}, [r_t, h^dec_{t−1}])
+    z_t ~ Q(z_t | h^enc_t) = N(μ_t, σ_t)
+    h^dec_t = LSTM_dec(h^dec_{t−1}, z_t)
+    c_t = c_{t−1} + write(h^dec_t)
+
+Loss per image, in nats: BCE(x, σ(c_T)) summed over pixels + Σ_t KL(Q(z_t|h^enc_t) ‖ N(0, I)).
+
+Speed without changing the equations: every linear map of h^dec_t (the write, the next step's read
+window, the encoder's input from h^dec and the decoder's own recurrence) is one fused matrix, and
+likewise every map of h^enc_t, so each step runs two big matrix products instead of eight small
+ones. Without attention the read [x, x̂] is linear in x, so x's share of the encoder input is
+computed once rather than T times. `reference.py` holds the straightforward version and
+`tests/test_equivalence.py` checks that both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DRAWConfig
+from .filterbank import FilterGrid, Window, read_glimpse, write_patch
+
+N_ATTN = 5  # g̃_X, g̃_Y, log σ², log δ̃, log γ
+
+
+@dataclass
+class DrawingRecord:
+    """The drawing step by step, for animations: canvases σ(c_t) and attention windows (fields `(T, B)`)."""
+
+    canvases: Tensor  # (T, B, C, H, W) in [0, 1]
+    write_windows: Window | None
+    read_windows: Window | None
+
+
+@dataclass
+class DRAWOutput:
+    recon: Tensor  # (B,) −log p(x | c_T): BCE summed over pixels, nats
+    kl: Tensor  # (B,) Σ_t KL(Q(z_t) ‖ N(0, I)), nats
+    canvas: Tensor  # (B, C, H, W) final canvas logits c_T
+    mu: Tensor  # (T, B, z)
+    log_sigma: Tensor  # (T, B, z)
+    eps: Tensor  # (T, B, z) the standard-normal noise behind z_t = μ_t + σ_t ε_t
+    record: DrawingRecord | None = None
+
+    @property
+    def loss(self) -> Tensor:
+        """The negative ELBO, per image `(B,)`: the paper's NLL bound when averaged over a test set."""
+        return self.recon + self.kl
+
+    def log_weight(self) -> Tensor:
+        """log p(x, z) − log q(z | x) for the sampled z, `(B,)`: the terms of an importance-weighted bound."""
+        z = self.mu + self.log_sigma.exp() * self.eps
+        # log N(z; 0, 1) − log N(z; μ, σ) = −z²/2 + ε²/2 + log σ  (the ½ log 2π cancels)
+        log_ratio = (0.5 * (self.eps * self.eps - z * z) + self.log_sigma).sum(dim=(0, 2))
+        return log_ratio - self.recon
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """One LSTM cell update from pre-activations `(B, 4H)` ordered [i, f, o, g]; returns (h, c), each `(B, H)`.
+
+    The three sigmoid gates are contiguous so one sigmoid call covers them. Blocks are taken with
+    split/chunk, never with slices: the backward of a slice builds a zero tensor of the whole input.
+    """
+    H = c.shape[1]
+    sig, g = gates.split([3 * H, H], 1)
+    i, f, o = torch.sigmoid(sig).chunk(3, 1)
+    c = torch.addcmul(f * c, i, torch.tanh(g))
+    h = o * torch.tanh(c)
+    return h, c
+
+
+class DRAW(nn.Module):
+    """DRAW with attention-based or plain read and write, for `(B, C, H, W)` images in [0, 1].
+
+    Parameters (the fused layout; `reference.py` maps the textbook layout onto it):
+      enc_in    r_t → encoder gates                          (4·enc, read_size), no bias
+      enc_proj  h^enc_t → [μ_t | log σ_t | encoder recurrence]  (2·z + 4·enc, enc)
+      dec_in    z_t → decoder gates                          (4·dec, z), no bias
+      dec_proj  h^dec_t → [write | decoder recurrence | read window | encoder input]
+                (write_size + 5·att + 4·dec + 5·att + 4·enc, dec)
+    The first two blocks of dec_proj are contiguous so generation, which needs only them, uses a view.
+    LSTM gates are ordered [i, f, o, g].
+    """
+
+    def __init__(self, config: DRAWConfig):
+        super().__init__()
+        self.config = cfg = config
+        att = N_ATTN if cfg.attention else 0
+        self.write_out = cfg.write_size + att  # the patch (or canvas delta), then the write window
+        self.enc_in = nn.Linear(cfg.read_size, 4 * cfg.enc_size, bias=False)
+        self.enc_proj = nn.Linear(cfg.enc_size, 2 * cfg.z_size + 4 * cfg.enc_size)
+        self.dec_in = nn.Linear(cfg.z_size, 4 * cfg.dec_size, bias=False)
+        self.dec_proj = nn.Linear(cfg.dec_size, self.write_out + 4 * cfg.dec_size + att + 4 * cfg.enc_size)
+        if cfg.attention:
+            self.read_grid = FilterGrid(cfg.height, cfg.width, cfg.read_n)
+            self.write_grid = FilterGrid(cfg.height, cfg.width, cfg.write_n)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # PyTorch's LSTM default, U(±1/√hidden), for every block, so both layouts start alike.
+        for lin, fan in ((self.enc_in, self.config.enc_size), (self.enc_proj, self.config.enc_size),
+                         (self.dec_in, self.config.dec_size), (self.dec_proj, self.config.dec_size)):
+            bound = 1 / math.sqrt(fan)
+            nn.init.uniform_(lin.weight, -bound, bound)
+            if lin.bias is not None:
+                nn.init.uniform_(lin.bias, -bound, bound)
+
+    def _dec_sizes(self) -> list[int]:
+        """Widths of dec_proj's output blocks: [write, decoder recurrence, read window, encoder input]."""
+        cfg = self.config
+        return [self.write_out, 4 * cfg.dec_size, N_ATTN if cfg.attention else 0, 4 * cfg.enc_size]
+
+    def check_images(self, x: Tensor) -> None:
+        expected = self.config.image_shape
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"DRAW expects images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
+                f"(channels, height, width), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"DRAW expects float images with values in [0, 1], got dtype {x.dtype}")
+
+    def _write(self, out: Tensor, record: list | None) -> Tensor:
+        """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, C, H, W)`."""
+        cfg = self.config
+        B = out.shape[0]
+        if not cfg.attention:
+            return out.view(B, *cfg.image_shape)
+        patch, params = out.split([cfg.write_size, N_ATTN], 1)
+        win, Fx, Fy = self.write_grid(params)
+        patch = patch.reshape(B, cfg.channels, cfg.write_n, cfg.write_n)
+        if record is not None:
+            record.append(win)
+        return write_patch(patch, Fx, Fy) / win.gamma[:, None, None, None]
+
+    def forward(
+        self,
+        x: Tensor,
+        eps: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        record: bool = False,
+    ) -> DRAWOutput:
+        """Encode and reconstruct `x` `(B, C, H, W)`; `eps` `(T, B, z)` fixes the posterior noise."""
+        self.check_images(x)
+        cfg = self.config
+        B, T, E, D, Z = x.shape[0], cfg.T, cfg.enc_size, cfg.dec_size, cfg.z_size
+        if eps is None:
+            eps = torch.randn(T, B, Z, generator=generator, device=x.device, dtype=x.dtype)
+        dec_sizes = self._dec_sizes()
+
+        canvas = x.new_zeros(B, *cfg.image_shape)  # c_0 (logits)
+        c_enc = x.new_zeros(B, E)
+        c_dec = x.new_zeros(B, D)
+        # dec_proj(h^dec_0 = 0) and enc_proj(h^enc_0 = 0) are their biases.
+        hd_write, hd_dec, hd_read, hd_enc = self.dec_proj.bias.expand(B, -1).split(dec_sizes, 1)
+        he_rec = self.enc_proj.bias[2 * Z :].expand(B, -1)
+        w_read = self.enc_in.weight  # (4E, read_size)
+        if not cfg.attention:
+            # r = [x, x̂] = [x, x − σ(c)], so W r = (W_x + W_x̂) x − W_x̂ σ(c): x's share is computed once.
+            P = x[0].numel()
+            w_xhat = w_read[:, P:]
+            x_share = x.flatten(1) @ (w_read[:, :P] + w_xhat).t()  # (B, 4E)
+
+        mus, log_sigmas = [], []
+        canvases, write_wins, read_wins = ([], [], []) if record else (None, None, None)
+        for t in range(T):
+            if cfg.attention:
+                x_hat = x - torch.sigmoid(canvas)
+                win, Fx, Fy = self.read_grid(hd_read)
+                glimpse = read_glimpse(torch.cat([x, x_hat], 1), Fx, Fy)  # (B, 2C, N, N)
+                r = glimpse.flatten(1) * win.gamma[:, None]  # (B, 2·C·N²)
+                enc_gates = torch.addmm(hd_enc + he_rec, r, w_read.t())
+                if record:
+                    read_wins.append(win)
+            else:
+                enc_gates = torch.addmm(x_share + hd_enc + he_rec, torch.sigmoid(canvas).flatten(1),
+                                        w_xhat.t(), alpha=-1)
+            h_enc, c_enc = lstm_update(enc_gates, c_enc)
+            mu, log_sigma, he_rec = self.enc_proj(h_enc).split([Z, Z, 4 * E], 1)
+            z = torch.addcmul(mu, log_sigma.exp(), eps[t])
+            h_dec, c_dec = lstm_update(torch.addmm(hd_dec, z, self.dec_in.weight.t()), c_dec)
+            hd_write, hd_dec, hd_read, hd_enc = self.dec_proj(h_dec).split(dec_sizes, 1)
+            canvas = canvas + self._write(hd_write, write_wins)
+            mus.append(mu)
+            log_sigmas.append(log_sigma)
+            if record:
+                canvases.append(torch.sigmoid(canvas))
+
+        mu, log_sigma = torch.stack(mus), torch.stack(log_sigmas)  # (T, B, Z)
+        # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 2 log σ − 1), summed over t and z (equation 11).
+        kl = 0.5 * (mu * mu + torch.exp(2 * log_sigma) - 2 * log_sigma - 1).sum(dim=(0, 2))
+        recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(1)
+        rec = None
+        if record:
+            rec = DrawingRecord(torch.stack(canvases), _stack_windows(write_wins), _stack_windows(read_wins))
+        return DRAWOutput(recon, kl, canvas, mu, log_sigma, eps, rec)
+
+    def decode(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:
+        """Generation (section 2.3): run the decoder alone on latents `eps` `(T, n, z)` → images `(n, C, H, W)`."""
+        cfg = self.config
+        T, n, Z = eps.shape
+        if T != cfg.T or Z != cfg.z_size:
+            raise ValueError(f"decode expects latents of shape ({cfg.T}, n, {cfg.z_size}), got {tuple(eps.shape)}")
+        gen_sizes = self._dec_sizes()[:2]  # only [write | decoder recurrence] are needed
+        gen_w = self.dec_proj.weight[: sum(gen_sizes)]
+        gen_b = self.dec_proj.bias[: sum(gen_sizes)]
+        canvas = eps.new_zeros(n, *cfg.image_shape)
+        c_dec = eps.new_zeros(n, cfg.dec_size)
+        hd_write, hd_dec = gen_b.expand(n, -1).split(gen_sizes, 1)
+        canvases, write_wins = ([], []) if record else (None, None)
+        for t in range(T):
+            h_dec, c_dec = lstm_update(torch.addmm(hd_dec, eps[t], self.dec_in.weight.t()), c_dec)
+            hd_write, hd_dec = F.linear(h_dec, gen_w, gen_b).split(gen_sizes, 1)
+            canvas = canvas + self._write(hd_write, write_wins)
+            if record:
+                canvases.append(torch.sigmoid(canvas))
+        rec = DrawingRecord(torch.stack(canvases), _stack_windows(write_wins), None) if record else None
+        return torch.sigmoid(canvas), rec
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        record: bool = False,
+    ) -> tuple[Tensor, DrawingRecord | None]:
+        """`n` images `(n, C, H, W)` in [0, 1] from the prior z_t ~ N(0, temperature²·I)."""
+        if n < 1:
+            raise ValueError(f"sample needs n >= 1, got {n}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        p = self.dec_proj.weight
+        eps = torch.randn(self.config.T, n, self.config.z_size, generator=generator, device=p.device, dtype=p.dtype)
+        return self.decode(eps * temperature, record=record)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, generator: torch.Generator | None = None) -> DrawingRecord:
+        """The per-step record of reconstructing `x`: canvases and both read and write windows."""
+        return self.forward(x, generator=generator, record=True).record
+
+
+def _stack_windows(wins: list[Window] | None) -> Window | None:
+    if not wins:
+        return None
+    return Window(*(torch.stack(field) for field in zip(*wins)))

@@ -1,0 +1,126 @@
+"""The straightforward DRAW: the paper's equations written out one by one.
+
+This is the executable specification the fast model in `draw.py` is checked against (and the
+baseline `make bench` measures it against): an `nn.LSTMCell` per network, one `nn.Linear` per map,
+the filterbanks rebuilt from scratch at every step, x and x̂ read separately.
+`fast_state_dict` maps its weights onto the fused layout of `DRAW`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DRAWConfig
+
+
+def _filterbank_as_written(gx, gy, log_sigma2, log_delta, N, A, B):
+    """Equations 19–26 for one window: returns F_X `(batch, N, A)` and F_Y `(batch, N, B)`."""
+    delta = (max(A, B) - 1) / max(N - 1, 1) * torch.exp(log_delta.clamp(-10, 10))
+    sigma2 = torch.exp(log_sigma2.clamp(-10, 10))
+    i = torch.arange(1, N + 1, dtype=gx.dtype, device=gx.device)
+    mu_x = gx[:, None] + (i - N / 2 - 0.5) * delta[:, None]
+    mu_y = gy[:, None] + (i - N / 2 - 0.5) * delta[:, None]
+    a = torch.arange(1, A + 1, dtype=gx.dtype, device=gx.device)
+    b = torch.arange(1, B + 1, dtype=gx.dtype, device=gx.device)
+    Fx = torch.exp(-((a[None, None, :] - mu_x[:, :, None]) ** 2) / (2 * sigma2[:, None, None]))
+    Fy = torch.exp(-((b[None, None, :] - mu_y[:, :, None]) ** 2) / (2 * sigma2[:, None, None]))
+    Fx = Fx / torch.clamp(Fx.sum(2, keepdim=True), min=1e-8)
+    Fy = Fy / torch.clamp(Fy.sum(2, keepdim=True), min=1e-8)
+    return Fx, Fy
+
+
+def _attn_params(h, linear, N, A, B):
+    gx_t, gy_t, log_sigma2, log_delta, log_gamma = linear(h).unbind(1)
+    gx = (A + 1) / 2 * (gx_t + 1)
+    gy = (B + 1) / 2 * (gy_t + 1)
+    Fx, Fy = _filterbank_as_written(gx, gy, log_sigma2, log_delta, N, A, B)
+    return Fx, Fy, torch.exp(log_gamma.clamp(-10, 10))
+
+
+class ReferenceDRAW(nn.Module):
+    def __init__(self, config: DRAWConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.encoder = nn.LSTMCell(cfg.read_size + cfg.dec_size, cfg.enc_size)
+        self.decoder = nn.LSTMCell(cfg.z_size, cfg.dec_size)
+        self.mu = nn.Linear(cfg.enc_size, cfg.z_size)
+        self.log_sigma = nn.Linear(cfg.enc_size, cfg.z_size)
+        self.write = nn.Linear(cfg.dec_size, cfg.write_size)
+        if cfg.attention:
+            self.read_attn = nn.Linear(cfg.dec_size, 5)
+            self.write_attn = nn.Linear(cfg.dec_size, 5)
+
+    def read(self, x, x_hat, h_dec):
+        cfg = self.config
+        if not cfg.attention:
+            return torch.cat([x.flatten(1), x_hat.flatten(1)], 1)
+        Fx, Fy, gamma = _attn_params(h_dec, self.read_attn, cfg.read_n, cfg.width, cfg.height)
+        glimpse_x = Fy[:, None] @ x @ Fx[:, None].transpose(2, 3)
+        glimpse_x_hat = Fy[:, None] @ x_hat @ Fx[:, None].transpose(2, 3)
+        return gamma[:, None] * torch.cat([glimpse_x.flatten(1), glimpse_x_hat.flatten(1)], 1)
+
+    def write_op(self, h_dec):
+        cfg = self.config
+        w = self.write(h_dec)
+        if not cfg.attention:
+            return w.view(-1, *cfg.image_shape)
+        w = w.view(-1, cfg.channels, cfg.write_n, cfg.write_n)
+        Fx, Fy, gamma = _attn_params(h_dec, self.write_attn, cfg.write_n, cfg.width, cfg.height)
+        return (Fy[:, None].transpose(2, 3) @ w @ Fx[:, None]) / gamma[:, None, None, None]
+
+    def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (recon, kl), each `(B,)` in nats, for posterior noise `eps` `(T, B, z)`."""
+        cfg = self.config
+        B = x.shape[0]
+        c = torch.zeros_like(x)
+        h_enc = x.new_zeros(B, cfg.enc_size)
+        c_enc = x.new_zeros(B, cfg.enc_size)
+        h_dec = x.new_zeros(B, cfg.dec_size)
+        c_dec = x.new_zeros(B, cfg.dec_size)
+        kl = x.new_zeros(B)
+        for t in range(cfg.T):
+            x_hat = x - torch.sigmoid(c)
+            r = self.read(x, x_hat, h_dec)
+            h_enc, c_enc = self.encoder(torch.cat([r, h_dec], 1), (h_enc, c_enc))
+            mu, log_sigma = self.mu(h_enc), self.log_sigma(h_enc)
+            sigma = torch.exp(log_sigma)
+            z = mu + sigma * eps[t]
+            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
+            c = c + self.write_op(h_dec)
+            kl = kl + 0.5 * (mu**2 + sigma**2 - 2 * log_sigma - 1).sum(1)
+        recon = F.binary_cross_entropy_with_logits(c, x, reduction="none").flatten(1).sum(1)
+        return recon, kl
+
+
+def _ifog(w: Tensor) -> Tensor:
+    """nn.LSTMCell's gate order [i, f, g, o] → the fused layout's [i, f, o, g] (along dim 0)."""
+    i, f, g, o = w.chunk(4, 0)
+    return torch.cat([i, f, o, g], 0)
+
+
+@torch.no_grad()
+def fast_state_dict(ref: ReferenceDRAW) -> dict[str, Tensor]:
+    """The weights of `ref` in `DRAW`'s fused layout, so both compute the same function."""
+    cfg = ref.config
+    R, E = cfg.read_size, cfg.enc_size
+    enc_w_ih = _ifog(ref.encoder.weight_ih)  # (4E, R + D)
+    enc_bias = _ifog(ref.encoder.bias_ih + ref.encoder.bias_hh)
+    dec_bias = _ifog(ref.decoder.bias_ih + ref.decoder.bias_hh)
+    write_w, write_b = [ref.write.weight], [ref.write.bias]
+    read_w, read_b = [], []
+    if cfg.attention:
+        write_w.append(ref.write_attn.weight)
+        write_b.append(ref.write_attn.bias)
+        read_w, read_b = [ref.read_attn.weight], [ref.read_attn.bias]
+    dec_proj_w = torch.cat(write_w + [_ifog(ref.decoder.weight_hh)] + read_w + [enc_w_ih[:, R:]], 0)
+    dec_proj_b = torch.cat(write_b + [dec_bias] + read_b + [torch.zeros(4 * E, dtype=dec_bias.dtype)], 0)
+    return {
+        "enc_in.weight": enc_w_ih[:, :R].clone(),
+        "enc_proj.weight": torch.cat([ref.mu.weight, ref.log_sigma.weight, _ifog(ref.encoder.weight_hh)], 0),
+        "enc_proj.bias": torch.cat([ref.mu.bias, ref.log_sigma.bias, enc_bias], 0),
+        "dec_in.weight": _ifog(ref.decoder.weight_ih).clone(),
+        "dec_proj.weight": dec_proj_w,
+        "dec_proj.bias": dec_proj_b,
+    }

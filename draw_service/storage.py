@@ -1,0 +1,210 @@
+"""One notion of a storage URI: a local path, `file://...` or `s3://bucket/prefix`.
+
+S3 settings come from the standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`), so AWS, MinIO and SeaweedFS work alike. Data moves through
+pyarrow's filesystems (which Ray Train also takes for checkpoints); boto3 answers the early question
+"can I use this bucket?" with an error that says why not.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+class StorageError(Exception):
+    """Storage cannot be used; the message names the URI and the reason."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A resolved URI: a pyarrow filesystem and the path on it (`bucket/key` on S3)."""
+
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    def join(self, *parts: str) -> Location:
+        return Location(self.fs, posixpath.join(self.path, *parts), posixpath.join(self.uri, *parts))
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+
+def _endpoint() -> tuple[str | None, str | None]:
+    url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return None, None
+    parsed = urlparse(url if "://" in url else f"https://{url}")
+    return parsed.netloc, parsed.scheme
+
+
+@lru_cache(maxsize=8)
+def _s3(endpoint: str | None, scheme: str | None, region: str | None, key: str | None, secret: str | None):
+    return pafs.S3FileSystem(
+        access_key=key, secret_key=secret, region=region, endpoint_override=endpoint, scheme=scheme or "https",
+        connect_timeout=5, request_timeout=30, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5),
+    )
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    endpoint, scheme = _endpoint()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return _s3(endpoint, scheme, region, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
+
+
+def resolve(uri: str | os.PathLike | Location) -> Location:
+    if isinstance(uri, Location):
+        return uri
+    uri = str(uri)
+    if uri.startswith("s3://"):
+        path = uri[len("s3://"):].strip("/")
+        if not path:
+            raise StorageError(f"{uri!r} names no bucket; use s3://bucket/prefix")
+        return Location(s3_filesystem(), path, "s3://" + path)
+    if "://" in uri and not uri.startswith("file://"):
+        raise StorageError(f"unsupported storage URI {uri!r}: use a local path, file://... or s3://bucket/prefix")
+    path = str(Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser().resolve())
+    return Location(pafs.LocalFileSystem(), path, path)
+
+
+def _wrap(loc: Location, what: str, err: Exception) -> StorageError:
+    return StorageError(f"{what} {loc.uri} failed: {type(err).__name__}: {err}")
+
+
+def read_bytes(uri: str | Location) -> bytes:
+    loc = resolve(uri)
+    try:
+        with loc.fs.open_input_stream(loc.path) as f:
+            return f.read()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{loc.uri} does not exist") from err
+    except OSError as err:
+        raise _wrap(loc, "reading", err) from err
+
+
+def write_bytes(uri: str | Location, data: bytes) -> None:
+    """Write a whole object; readers see the old object or the new one, never a half-written file."""
+    loc = resolve(uri)
+    try:
+        if loc.is_s3:  # a PUT is atomic on S3
+            with loc.fs.open_output_stream(loc.path) as f:
+                f.write(data)
+            return
+        loc.fs.create_dir(posixpath.dirname(loc.path), recursive=True)
+        tmp = f"{loc.path}.tmp-{uuid.uuid4().hex[:8]}"
+        with loc.fs.open_output_stream(tmp) as f:
+            f.write(data)
+        os.replace(tmp, loc.path)
+    except OSError as err:
+        raise _wrap(loc, "writing", err) from err
+
+
+def exists(uri: str | Location) -> bool:
+    loc = resolve(uri)
+    try:
+        return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
+    except OSError as err:
+        raise _wrap(loc, "looking up", err) from err
+
+
+def is_dir(uri: str | Location) -> bool:
+    loc = resolve(uri)
+    try:
+        return loc.fs.get_file_info(loc.path).type == pafs.FileType.Directory
+    except OSError as err:
+        raise _wrap(loc, "looking up", err) from err
+
+
+def list_dir(uri: str | Location) -> list[str]:
+    """Names directly under a folder (empty when it does not exist)."""
+    loc = resolve(uri)
+    try:
+        infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True))
+    except OSError as err:
+        raise _wrap(loc, "listing", err) from err
+    return sorted(posixpath.basename(i.path) for i in infos)
+
+
+def delete_dir(uri: str | Location) -> None:
+    loc = resolve(uri)
+    try:
+        if exists(loc):
+            loc.fs.delete_dir(loc.path)
+    except OSError as err:
+        raise _wrap(loc, "deleting", err) from err
+
+
+def check_access(uri: str | Location, write: bool = True) -> Location:
+    """Fail early, with one clear error naming `uri`, when storage is unreachable or forbidden.
+
+    On S3 the bucket is checked with boto3 (missing bucket, bad credentials and an unreachable endpoint
+    each get their own message, after retries for transient faults); with `write`, a small object is
+    written and deleted so a read-only credential is caught before a cluster spends GPU time.
+    """
+    loc = resolve(uri)
+    if loc.is_s3:
+        _check_bucket(loc)
+    elif write:
+        try:
+            Path(loc.path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create the folder {loc.uri}: {err}") from err
+    if write:
+        probe = loc.join(f".draw-service-probe-{uuid.uuid4().hex[:8]}")
+        try:
+            write_bytes(probe, b"ok")
+            loc.fs.delete_file(probe.path)
+        except (OSError, StorageError) as err:
+            raise StorageError(f"cannot write to {loc.uri}: {err}") from err
+    return loc
+
+
+def boto3_client():
+    import boto3
+    from botocore.config import Config
+
+    endpoint, scheme = _endpoint()
+    return boto3.client(
+        "s3",
+        endpoint_url=f"{scheme}://{endpoint}" if endpoint else None,
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+    )
+
+
+def _check_bucket(loc: Location) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    bucket = loc.path.split("/", 1)[0]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    try:
+        boto3_client().head_bucket(Bucket=bucket)
+    except NoCredentialsError as err:
+        raise StorageError(f"no S3 credentials for {loc.uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from err
+    except EndpointConnectionError as err:
+        raise StorageError(f"cannot reach the S3 endpoint {endpoint} for {loc.uri}: {err}") from err
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise StorageError(f"the bucket {bucket!r} of {loc.uri} does not exist at {endpoint}") from err
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
+            raise StorageError(
+                f"access to {loc.uri} was refused at {endpoint} ({code}): check AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY and the bucket's permissions"
+            ) from err
+        raise StorageError(f"S3 refused {loc.uri} at {endpoint}: {err}") from err
+    except BotoCoreError as err:
+        raise StorageError(f"cannot use {loc.uri} at {endpoint}: {err}") from err
