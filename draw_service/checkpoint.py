@@ -8,6 +8,7 @@ model. A URI may name the folder or the file, locally or on S3.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import torch
@@ -50,6 +51,27 @@ def save(state: dict[str, Any], folder_uri: str | storage.Location) -> str:
     loc = storage.resolve(folder_uri)
     storage.write_bytes(loc.join(FILENAME), to_bytes(state))
     return loc.uri
+
+
+_FOLDER = re.compile(r"^checkpoint_\d+$")
+
+
+def folder_name(step: int) -> str:
+    return f"checkpoint_{step:07d}"
+
+
+def list_folders(parent_uri: str | storage.Location) -> list[str]:
+    """Names of the checkpoint folders (`checkpoint_<step>`) directly under a run folder, oldest first."""
+    return [n for n in storage.list_dir(parent_uri) if _FOLDER.match(n)]
+
+
+def latest(parent_uri: str | storage.Location) -> str | None:
+    """The URI of the newest complete checkpoint folder under a run folder, or None."""
+    parent = storage.resolve(parent_uri)
+    for name in reversed(list_folders(parent)):
+        if storage.exists(parent.join(name, FILENAME)):
+            return parent.join(name).uri
+    return None
 
 
 def checkpoint_file(uri: str | storage.Location) -> storage.Location:

@@ -87,16 +87,51 @@ def train_config_from_args(a: argparse.Namespace, out: str):
     )
 
 
-def cmd_train(a: argparse.Namespace) -> None:
-    from .train.session import LocalSession
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (RAY_ADDRESS picks a running cluster; otherwise a local one starts)")
+    g.add_argument("--num-workers", type=int, default=0,
+                   help="Ray Train workers (DDP); 0 trains in this process without Ray (default)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; > 0 uses NCCL, else gloo")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0)
+    g.add_argument("--max-failures", type=int, default=3, help="worker failures to recover from (default 3)")
 
+
+def ray_run_from_args(a: argparse.Namespace, out: str):
+    import posixpath
+
+    from .train.distributed import RayRun
+
+    loc_uri = out.rstrip("/")
+    storage_uri, name = posixpath.dirname(loc_uri) or ".", posixpath.basename(loc_uri)
+    return RayRun(num_workers=a.num_workers, use_gpu=a.gpus_per_worker > 0, gpus_per_worker=a.gpus_per_worker or 1.0,
+                  cpus_per_worker=a.cpus_per_worker, storage=storage_uri, name=name, max_failures=a.max_failures)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
     cfg = train_config_from_args(a, a.out)
     cfg.validate()
-    from .train.loop import train_loop
+    if a.num_workers > 0:
+        from .train.distributed import fit
 
-    session = LocalSession(cfg.out, cfg.device, resume=a.resume, keep=cfg.keep_checkpoints)
-    result = train_loop(cfg.to_dict(), session)
+        result = fit(cfg, ray_run_from_args(a, a.out))
+    else:
+        from .train.loop import train_loop
+        from .train.session import LocalSession
+
+        session = LocalSession(cfg.out, cfg.device, resume=a.resume, keep=cfg.keep_checkpoints)
+        result = train_loop(cfg.to_dict(), session)
     print(json.dumps(result, indent=2))
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from .data import shards
+
+    manifest = shards.prepare_source(a.dataset, a.dest, image_size=a.image_size, shard_size=a.shard_size,
+                                     train_limit=a.train_limit, test_limit=a.test_limit, force=a.force,
+                                     progress=not a.quiet)
+    print(shards.describe(manifest, a.dest), file=sys.stderr)
+    print(json.dumps({"dataset": a.dest, "name": manifest["name"], "image_shape": manifest["image_shape"],
+                      **{f"{k}_count": v["count"] for k, v in manifest["splits"].items()}}))
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -167,12 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="draw-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train DRAW in this process (no Ray)")
+    p = sub.add_parser("prepare", help="convert a dataset into Parquet shards in storage (local or s3://)")
+    p.add_argument("--dataset", required=True,
+                   help="mnist, fashion_mnist, svhn, cifar10, a .npz file or an image folder")
+    p.add_argument("--dest", required=True, help="where the shards go: a folder or s3://bucket/prefix")
+    p.add_argument("--image-size", type=_size, default=None, help="HxW to resize an image folder to")
+    p.add_argument("--shard-size", type=int, default=5000, help="images per shard (default %(default)s)")
+    p.add_argument("--train-limit", type=int, default=None, help="keep only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="keep only the first N test images")
+    p.add_argument("--force", action="store_true", help="rewrite even when an intact copy is there")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train DRAW, in this process or on Ray Train with --num-workers")
     add_data_args(p)
     add_model_args(p)
     add_train_args(p)
-    p.add_argument("--out", default="runs/draw", help="output folder or s3:// URI (default %(default)s)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    add_ray_args(p)
+    p.add_argument("--out", default="runs/draw",
+                   help="run folder or s3:// URI (default %(default)s); on Ray its last part is the run name, and "
+                        "submitting the same --out again continues that run")
+    p.add_argument("--resume", action="store_true", help="local runs: continue from the latest checkpoint in --out")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="NLL bound (and IWAE bound) of a checkpoint on a dataset split")

@@ -138,6 +138,16 @@ def list_dir(uri: str | Location) -> list[str]:
     return sorted(posixpath.basename(i.path) for i in infos)
 
 
+def delete_file(uri: str | Location) -> None:
+    """Remove one object or file if it is there."""
+    loc = resolve(uri)
+    try:
+        if exists(loc):
+            loc.fs.delete_file(loc.path)
+    except OSError as err:
+        raise _wrap(loc, "deleting", err) from err
+
+
 def delete_dir(uri: str | Location) -> None:
     loc = resolve(uri)
     try:
@@ -168,6 +178,8 @@ def check_access(uri: str | Location, write: bool = True) -> Location:
             write_bytes(probe, b"ok")
             loc.fs.delete_file(probe.path)
         except (OSError, StorageError) as err:
+            if loc.is_s3 and any(code in str(err) for code in _DENIED):
+                raise _refused(loc, os.environ.get("AWS_ENDPOINT_URL", "AWS S3"), "writing was refused") from err
             raise StorageError(f"cannot write to {loc.uri}: {err}") from err
     return loc
 
@@ -185,13 +197,23 @@ def boto3_client():
     )
 
 
+_DENIED = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+           "SIGNATURE_DOES_NOT_MATCH", "ACCESS_DENIED", "INVALID_ACCESS_KEY_ID")
+
+
+def _refused(loc: Location, endpoint: str, detail: str) -> StorageError:
+    return StorageError(f"access to {loc.uri} was refused at {endpoint} ({detail}): check AWS_ACCESS_KEY_ID and "
+                        f"AWS_SECRET_ACCESS_KEY and the bucket's permissions")
+
+
 def _check_bucket(loc: Location) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-    bucket = loc.path.split("/", 1)[0]
+    bucket, _, prefix = loc.path.partition("/")
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
     try:
-        boto3_client().head_bucket(Bucket=bucket)
+        # A signed listing: answers "no such bucket" and "bad credentials" apart, unlike an anonymous HEAD.
+        boto3_client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
     except NoCredentialsError as err:
         raise StorageError(f"no S3 credentials for {loc.uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from err
     except EndpointConnectionError as err:
@@ -200,11 +222,8 @@ def _check_bucket(loc: Location) -> None:
         code = str(err.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise StorageError(f"the bucket {bucket!r} of {loc.uri} does not exist at {endpoint}") from err
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
-            raise StorageError(
-                f"access to {loc.uri} was refused at {endpoint} ({code}): check AWS_ACCESS_KEY_ID and "
-                f"AWS_SECRET_ACCESS_KEY and the bucket's permissions"
-            ) from err
+        if code in _DENIED:
+            raise _refused(loc, endpoint, code) from err
         raise StorageError(f"S3 refused {loc.uri} at {endpoint}: {err}") from err
     except BotoCoreError as err:
         raise StorageError(f"cannot use {loc.uri} at {endpoint}: {err}") from err

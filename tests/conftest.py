@@ -1,4 +1,4 @@
-"""Shared fixtures. Ray, S3 and HTTP fixtures start real servers once per test session."""
+"""Shared fixtures. The S3 server and the Ray cluster are real and start once per test session."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,41 @@ def mnist():
     from draw_service.data.sources import load_source
 
     return load_source("mnist")
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A SeaweedFS S3 server on free loopback ports, with bucket `draw`; its settings are in os.environ
+    (before Ray starts, so Ray's workers inherit the credentials as they would from a node's environment)."""
+    from draw_service.seaweed import SeaweedS3
+
+    server = SeaweedS3(bucket="draw").start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3):
+    """One local Ray cluster for the whole session: 4 logical CPUs, a small object store."""
+    import ray
+
+    ray.init(num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=True, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mnist_s3(s3, tmp_path_factory):
+    """A slice of real MNIST prepared into the S3 server: 2,000 train and 500 test images."""
+    from draw_service.data import shards
+
+    uri = "s3://draw/datasets/mnist-small"
+    shards.prepare_source("mnist", uri, train_limit=2000, test_limit=500, shard_size=500, progress=False)
+    return uri

@@ -129,18 +129,48 @@ class DRAW(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"DRAW expects float images with values in [0, 1], got dtype {x.dtype}")
 
-    def _write(self, out: Tensor, record: list | None) -> Tensor:
-        """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, C, H, W)`."""
+    def _write(self, out: Tensor) -> tuple[Tensor, Window | None]:
+        """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, C, H, W)` and window."""
         cfg = self.config
         B = out.shape[0]
         if not cfg.attention:
-            return out.view(B, *cfg.image_shape)
+            return out.view(B, *cfg.image_shape), None
         patch, params = out.split([cfg.write_size, N_ATTN], 1)
         win, Fx, Fy = self.write_grid(params)
         patch = patch.reshape(B, cfg.channels, cfg.write_n, cfg.write_n)
-        if record is not None:
-            record.append(win)
-        return write_patch(patch, Fx, Fy) / win.gamma[:, None, None, None]
+        return write_patch(patch, Fx, Fy) / win.gamma[:, None, None, None], win
+
+    def _step(self, x: Tensor, x_share: Tensor | None, canvas: Tensor, c_enc: Tensor, c_dec: Tensor,
+              hd_dec: Tensor, hd_read: Tensor, hd_enc: Tensor, he_rec: Tensor, eps_t: Tensor):
+        """One drawing step, equations 3–8. `hd_*` are the blocks of dec_proj(h^dec_{t−1}) this step needs,
+        `he_rec` is enc_proj's recurrence block of h^enc_{t−1}; returns the next state, μ_t, log σ_t and
+        the read and write windows. A method of its own so `compile_step` can hand it to torch.compile.
+        """
+        cfg = self.config
+        Z, E = cfg.z_size, cfg.enc_size
+        w_read = self.enc_in.weight  # (4E, read_size)
+        if cfg.attention:
+            x_hat = x - torch.sigmoid(canvas)
+            read_win, Fx, Fy = self.read_grid(hd_read)
+            glimpse = read_glimpse(torch.cat([x, x_hat], 1), Fx, Fy)  # (B, 2C, N, N)
+            r = glimpse.flatten(1) * read_win.gamma[:, None]  # (B, 2·C·N²)
+            enc_gates = torch.addmm(hd_enc + he_rec, r, w_read.t())
+        else:
+            read_win = None
+            w_xhat = w_read[:, x[0].numel():]
+            enc_gates = torch.addmm(x_share + hd_enc + he_rec, torch.sigmoid(canvas).flatten(1), w_xhat.t(), alpha=-1)
+        h_enc, c_enc = lstm_update(enc_gates, c_enc)
+        mu, log_sigma, he_rec = self.enc_proj(h_enc).split([Z, Z, 4 * E], 1)
+        z = torch.addcmul(mu, log_sigma.exp(), eps_t)
+        h_dec, c_dec = lstm_update(torch.addmm(hd_dec, z, self.dec_in.weight.t()), c_dec)
+        hd_write, hd_dec, hd_read, hd_enc = self.dec_proj(h_dec).split(self._dec_sizes(), 1)
+        delta, write_win = self._write(hd_write)
+        return canvas + delta, c_enc, c_dec, hd_dec, hd_read, hd_enc, he_rec, mu, log_sigma, read_win, write_win
+
+    def compile_step(self, **options) -> DRAW:
+        """Run the drawing step through torch.compile (fuses the step's pointwise work; CPU and GPU)."""
+        self._step_fn = torch.compile(self._step, dynamic=False, **options)
+        return self
 
     def forward(
         self,
@@ -155,45 +185,31 @@ class DRAW(nn.Module):
         B, T, E, D, Z = x.shape[0], cfg.T, cfg.enc_size, cfg.dec_size, cfg.z_size
         if eps is None:
             eps = torch.randn(T, B, Z, generator=generator, device=x.device, dtype=x.dtype)
-        dec_sizes = self._dec_sizes()
 
         canvas = x.new_zeros(B, *cfg.image_shape)  # c_0 (logits)
         c_enc = x.new_zeros(B, E)
         c_dec = x.new_zeros(B, D)
         # dec_proj(h^dec_0 = 0) and enc_proj(h^enc_0 = 0) are their biases.
-        hd_write, hd_dec, hd_read, hd_enc = self.dec_proj.bias.expand(B, -1).split(dec_sizes, 1)
+        _, hd_dec, hd_read, hd_enc = self.dec_proj.bias.expand(B, -1).split(self._dec_sizes(), 1)
         he_rec = self.enc_proj.bias[2 * Z :].expand(B, -1)
-        w_read = self.enc_in.weight  # (4E, read_size)
+        x_share = None
         if not cfg.attention:
             # r = [x, x̂] = [x, x − σ(c)], so W r = (W_x + W_x̂) x − W_x̂ σ(c): x's share is computed once.
             P = x[0].numel()
-            w_xhat = w_read[:, P:]
-            x_share = x.flatten(1) @ (w_read[:, :P] + w_xhat).t()  # (B, 4E)
+            w_read = self.enc_in.weight
+            x_share = x.flatten(1) @ (w_read[:, :P] + w_read[:, P:]).t()  # (B, 4E)
 
-        mus, log_sigmas = [], []
-        canvases, write_wins, read_wins = ([], [], []) if record else (None, None, None)
+        step = getattr(self, "_step_fn", self._step)
+        mus, log_sigmas, canvases, write_wins, read_wins = [], [], [], [], []
         for t in range(T):
-            if cfg.attention:
-                x_hat = x - torch.sigmoid(canvas)
-                win, Fx, Fy = self.read_grid(hd_read)
-                glimpse = read_glimpse(torch.cat([x, x_hat], 1), Fx, Fy)  # (B, 2C, N, N)
-                r = glimpse.flatten(1) * win.gamma[:, None]  # (B, 2·C·N²)
-                enc_gates = torch.addmm(hd_enc + he_rec, r, w_read.t())
-                if record:
-                    read_wins.append(win)
-            else:
-                enc_gates = torch.addmm(x_share + hd_enc + he_rec, torch.sigmoid(canvas).flatten(1),
-                                        w_xhat.t(), alpha=-1)
-            h_enc, c_enc = lstm_update(enc_gates, c_enc)
-            mu, log_sigma, he_rec = self.enc_proj(h_enc).split([Z, Z, 4 * E], 1)
-            z = torch.addcmul(mu, log_sigma.exp(), eps[t])
-            h_dec, c_dec = lstm_update(torch.addmm(hd_dec, z, self.dec_in.weight.t()), c_dec)
-            hd_write, hd_dec, hd_read, hd_enc = self.dec_proj(h_dec).split(dec_sizes, 1)
-            canvas = canvas + self._write(hd_write, write_wins)
+            canvas, c_enc, c_dec, hd_dec, hd_read, hd_enc, he_rec, mu, log_sigma, read_win, write_win = step(
+                x, x_share, canvas, c_enc, c_dec, hd_dec, hd_read, hd_enc, he_rec, eps[t])
             mus.append(mu)
             log_sigmas.append(log_sigma)
             if record:
                 canvases.append(torch.sigmoid(canvas))
+                read_wins.append(read_win)
+                write_wins.append(write_win)
 
         mu, log_sigma = torch.stack(mus), torch.stack(log_sigmas)  # (T, B, Z)
         # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 2 log σ − 1), summed over t and z (equation 11).
@@ -216,13 +232,15 @@ class DRAW(nn.Module):
         canvas = eps.new_zeros(n, *cfg.image_shape)
         c_dec = eps.new_zeros(n, cfg.dec_size)
         hd_write, hd_dec = gen_b.expand(n, -1).split(gen_sizes, 1)
-        canvases, write_wins = ([], []) if record else (None, None)
+        canvases, write_wins = [], []
         for t in range(T):
             h_dec, c_dec = lstm_update(torch.addmm(hd_dec, eps[t], self.dec_in.weight.t()), c_dec)
             hd_write, hd_dec = F.linear(h_dec, gen_w, gen_b).split(gen_sizes, 1)
-            canvas = canvas + self._write(hd_write, write_wins)
+            delta, write_win = self._write(hd_write)
+            canvas = canvas + delta
             if record:
                 canvases.append(torch.sigmoid(canvas))
+                write_wins.append(write_win)
         rec = DrawingRecord(torch.stack(canvases), _stack_windows(write_wins), None) if record else None
         return torch.sigmoid(canvas), rec
 
@@ -249,7 +267,7 @@ class DRAW(nn.Module):
         return self.forward(x, generator=generator, record=True).record
 
 
-def _stack_windows(wins: list[Window] | None) -> Window | None:
-    if not wins:
+def _stack_windows(wins: list[Window | None]) -> Window | None:
+    if not wins or wins[0] is None:
         return None
     return Window(*(torch.stack(field) for field in zip(*wins)))

@@ -44,6 +44,19 @@ def _step_generator(device: torch.device, seed: int, rank: int, step: int) -> to
     return torch.Generator(device).manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
 
 
+def check_resumable(state: dict[str, Any], model_cfg, dataset: str) -> None:
+    """A run resumes only the model it was training, on images of the shape it was drawing."""
+    saved = state["model_config"]
+    shape = (saved["channels"], saved["height"], saved["width"])
+    if shape != model_cfg.image_shape:
+        raise ValueError(f"dataset {dataset} has images of shape {model_cfg.image_shape} (C, H, W) but the run's "
+                         f"checkpoint draws {shape}: use the run's own dataset or another output location")
+    if saved != model_cfg.to_dict():
+        changed = {k: (saved.get(k), v) for k, v in model_cfg.to_dict().items() if saved.get(k) != v}
+        raise ValueError(f"the run's checkpoint holds a different model (checkpoint vs now: {changed}); "
+                         f"resume with the same model options or use another output location")
+
+
 def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     """Train DRAW as `config` (a `TrainConfig` as a dict) says, reporting through `session`."""
     cfg = TrainConfig.from_dict(config)
@@ -73,12 +86,11 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     step = 0
     state = session.restore()
     if state is not None:
-        if state["model_config"] != model_cfg.to_dict():
-            raise ValueError(f"the checkpoint to resume holds a different model {state['model_config']}, "
-                             f"not {model_cfg.to_dict()}")
+        check_resumable(state, model_cfg, cfg.data.dataset)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+    resumed_from = step
     net = session.prepare(model)  # on the device; DDP-wrapped with several workers
     model = getattr(net, "module", net)
     run_config = {**cfg.to_dict(), "model": model_cfg.to_dict(), "world_size": world}
@@ -123,7 +135,7 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
             "step": step, "epoch": step / steps_per_epoch,
             "train_loss": avg["loss"] / world, "train_recon": avg["recon"] / world, "train_kl": avg["kl"] / world,
             "grad_norm": avg["grad_norm"] / world, "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": n_since * cfg.batch_size / elapsed,
+            "images_per_s": n_since * cfg.batch_size / elapsed, "resumed_from": resumed_from,
         }
         if step % eval_every == 0 or last:
             sums = bound_sums(model, data.test, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,

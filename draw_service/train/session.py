@@ -29,19 +29,6 @@ def pick_device(pref: str) -> torch.device:
     return torch.device(pref)
 
 
-def checkpoint_name(step: int) -> str:
-    return f"checkpoint_{step:07d}"
-
-
-def latest_checkpoint(out_uri: str) -> str | None:
-    """The newest complete checkpoint folder under `<out>/checkpoints`, or None."""
-    folder = storage.resolve(out_uri).join(CHECKPOINTS)
-    for name in reversed(storage.list_dir(folder)):
-        if name.startswith("checkpoint_") and storage.exists(folder.join(name, checkpoint.FILENAME)):
-            return folder.join(name).uri
-    return None
-
-
 class LocalSession:
     """One process, no Ray: checkpoints go to `<out>/checkpoints/checkpoint_<step>`."""
 
@@ -54,7 +41,7 @@ class LocalSession:
         self.last_checkpoint: str | None = None
 
     def restore(self) -> dict[str, Any] | None:
-        latest = latest_checkpoint(self.out.uri)
+        latest = checkpoint.latest(self.out.join(CHECKPOINTS))
         if latest is None:
             if self.resume:
                 log.warning("--resume: no checkpoint under %s yet, starting from scratch", self.out.uri)
@@ -73,10 +60,10 @@ class LocalSession:
                             json.dumps(metrics).encode())
         if state is None:
             return
-        folder = self.out.join(CHECKPOINTS, checkpoint_name(state["step"]))
+        folder = self.out.join(CHECKPOINTS, checkpoint.folder_name(state["step"]))
         checkpoint.save(state, folder)
         self.last_checkpoint = folder.uri
-        names = [n for n in storage.list_dir(self.out.join(CHECKPOINTS)) if n.startswith("checkpoint_")]
+        names = checkpoint.list_folders(self.out.join(CHECKPOINTS))
         for old in names[: max(0, len(names) - self.keep)]:
             storage.delete_dir(self.out.join(CHECKPOINTS, old))
 
@@ -117,4 +104,4 @@ class RaySession:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint.save(state, tmp)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=checkpoint_name(state["step"]))
+                             checkpoint_dir_name=checkpoint.folder_name(state["step"]))

@@ -1,0 +1,115 @@
+"""Distributed training on a real local Ray cluster, with checkpoints in a real S3 server."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from draw_service import storage
+from draw_service.data.config import DataConfig
+from draw_service.model import DRAWConfig
+from draw_service.tracking import TrackingConfig
+from draw_service.train.config import TrainConfig
+from draw_service.train.distributed import RayRun, fit
+
+MODEL = DRAWConfig(T=4, enc_size=32, dec_size=32, z_size=6, read_n=2, write_n=3)
+
+
+def config(dataset, steps, **kw):
+    return TrainConfig(model=MODEL, data=DataConfig(dataset=dataset), tracking=TrackingConfig(wandb=False),
+                       batch_size=40, steps=steps, progress=False, **kw)
+
+
+def checkpoints_in(prefix):
+    resp = storage.boto3_client().list_objects_v2(Bucket="draw", Prefix=prefix)
+    names = {k["Key"][len(prefix):].split("/")[0] for k in resp.get("Contents", [])}
+    return sorted(n for n in names if n.startswith("checkpoint_") and not n.endswith(".json"))
+
+
+def registered_step(run_path):
+    """The step of the latest checkpoint Ray's controller has registered for a run (0 if none)."""
+    try:
+        snapshot = json.loads(storage.read_bytes(f"s3://{run_path}/checkpoint_manager_snapshot.json"))
+    except FileNotFoundError:
+        return 0
+    latest = snapshot.get("latest_checkpoint_result") or {}
+    return int(latest.get("checkpoint_dir_name", "checkpoint_0").split("_")[1])
+
+
+def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist_s3, tmp_path):
+    run = RayRun(num_workers=2, storage="s3://draw/runs", name="two-workers")
+    result = fit(config(mnist_s3, 20, eval_every=10), run)
+    assert result["step"] == 20 and result["resumed_from"] == 0
+    assert result["best_checkpoint"].startswith("s3://draw/runs/two-workers/checkpoint_")
+    assert checkpoints_in("runs/two-workers/") == ["checkpoint_0000010", "checkpoint_0000020"]
+    objects = storage.boto3_client().list_objects_v2(Bucket="draw", Prefix="runs/two-workers/checkpoint_0000020/")
+    assert [o["Key"].rsplit("/", 1)[1] for o in objects["Contents"] if not o["Key"].endswith("/")] == ["checkpoint.pt"]
+
+    # The same run on a local folder store, same seed: the same losses.
+    local = fit(config(mnist_s3, 20, eval_every=10), RayRun(num_workers=2, storage=str(tmp_path), name="two-workers"))
+    for key in ("train_loss", "nll_bound", "train_kl"):
+        assert local[key] == pytest.approx(result[key], rel=1e-6), key
+
+    # Submitting the same run again with more steps continues it from its last checkpoint.
+    more = fit(config(mnist_s3, 30, eval_every=10), run)
+    assert more["step"] == 30 and more["resumed_from"] == 20
+
+
+def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_cluster, mnist_s3):
+    from ray.util.state import list_actors
+
+    run = RayRun(num_workers=2, storage="s3://draw/runs", name="fault", max_failures=2)
+    cfg = config(mnist_s3, 300, eval_every=20, keep_checkpoints=100)
+    cfg.model = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg, run)))
+    thread.start()
+    deadline = time.monotonic() + 240
+    while registered_step("draw/runs/fault") < 40:  # Ray registers a reported checkpoint asynchronously
+        assert time.monotonic() < deadline and thread.is_alive(), "the run never reached step 40"
+        time.sleep(0.2)
+    workers = [a for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
+    assert len(workers) == 2
+    os.kill(workers[1]["pid"], signal.SIGKILL)
+    killed_at = registered_step("draw/runs/fault")
+    thread.join(timeout=400)
+    assert not thread.is_alive()
+    result = outcome["result"]
+    assert result["step"] == 300
+    resumed = result["resumed_from"]
+    assert 40 <= resumed < 300 and resumed % 20 == 0, result  # restarted from a checkpoint, not from scratch
+    assert killed_at <= resumed <= killed_at + 20
+    # every checkpoint, before and after the failure, is still there
+    assert checkpoints_in("runs/fault/") == [f"checkpoint_{s:07d}" for s in range(20, 301, 20)]
+
+
+def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_cluster, mnist_s3, s3, tmp_path):
+    from draw_service.data import shards
+    from draw_service.data.sources import DatasetError, load_source
+
+    with pytest.raises(storage.StorageError, match="bucket 'missing-bucket'"):
+        fit(config(mnist_s3, 5), RayRun(num_workers=2, storage="s3://missing-bucket/runs", name="x"))
+    saved = os.environ["AWS_ACCESS_KEY_ID"]
+    os.environ["AWS_ACCESS_KEY_ID"] = "nobody"
+    try:
+        with pytest.raises(storage.StorageError, match="refused"):
+            fit(config(mnist_s3, 5), RayRun(num_workers=2, storage="s3://draw/runs", name="x"))
+    finally:
+        os.environ["AWS_ACCESS_KEY_ID"] = saved
+
+    # A run trained on 28×28 MNIST resubmitted on 32×32 RGB images is refused with both shapes named.
+    cifar = load_source("cifar10")
+    cifar.train, cifar.test = cifar.train[:200], cifar.test[:50]
+    cifar.train_labels, cifar.test_labels = cifar.train_labels[:200], cifar.test_labels[:50]
+    shards.prepare(cifar, str(tmp_path / "cifar"), progress=False)
+    run = RayRun(num_workers=1, storage=str(tmp_path / "runs"), name="shape")
+    fit(config(mnist_s3, 2, eval_every=2), run)
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\).*checkpoint draws \(1, 28, 28\)"):
+        fit(config(str(tmp_path / "cifar"), 4), run)
+
+    storage.delete_file(f"{tmp_path}/cifar/train/part-00000.parquet")
+    with pytest.raises(DatasetError, match="part-00000.parquet listed in the manifest is missing"):
+        fit(config(str(tmp_path / "cifar"), 4), RayRun(num_workers=1, storage=str(tmp_path / "runs"), name="y"))
