@@ -151,16 +151,21 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         data_cfg.dataset = a.dataset
     if a.binarize is not None:
         data_cfg.binarize = a.binarize
-    data_cfg.train_limit, data_cfg.test_limit = a.limit, a.limit
+    data_cfg.test_limit = a.limit
+    data_cfg.train_limit = a.limit if a.split == "train" else None
+    if a.split == "test":
+        data_cfg.validation_stride = 0
+    elif a.split == "validation":
+        data_cfg.validation_stride = data_cfg.validation_stride or 10
     data = load_worker_data(data_cfg)
     if data.image_shape != model.config.image_shape:
         raise ValueError(f"{data.name} images are {data.image_shape} (C, H, W) but the model draws "
                          f"{model.config.image_shape}")
-    images = data.test if a.split == "test" else data.train
-    if a.split == "train" and data.binarize:
+    images = data.eval
+    if a.split == "train":
         from .data.batches import binarize_fixed
 
-        images = binarize_fixed(images)
+        images = binarize_fixed(data.train) if data.binarize else data.train
     with tqdm(total=len(images), desc=f"evaluate {a.split}", unit="img",
               disable=a.quiet, mininterval=2) as bar:
         torch.manual_seed(a.seed)
@@ -198,6 +203,29 @@ def cmd_sample(a: argparse.Namespace) -> None:
     print(json.dumps(written))
 
 
+def cmd_tune(a: argparse.Namespace) -> None:
+    import posixpath
+
+    from .data import shards
+    from .tune.search import SearchConfig, run_search
+
+    if a.prepare_from and not shards.is_prepared(a.dataset):
+        print(f"{a.dataset} holds no prepared dataset: preparing {a.prepare_from} into it", file=sys.stderr)
+        shards.prepare_source(a.prepare_from, a.dataset, train_limit=a.prepare_train_limit,
+                              test_limit=a.prepare_test_limit, progress=not a.quiet)
+    out = a.out.rstrip("/")
+    base = train_config_from_args(a, out)
+    base.data.validation_stride = a.validation_stride
+    if base.steps is None:
+        raise ValueError("a search needs --steps (training steps per trial)")
+    cfg = SearchConfig(base=base, name=posixpath.basename(out), storage=posixpath.dirname(out) or ".",
+                       space=a.space, num_trials=a.trials, workers_per_trial=a.workers_per_trial,
+                       gpus_per_worker=a.gpus_per_worker, cpus_per_worker=a.cpus_per_worker,
+                       max_concurrent=a.max_concurrent, time_budget_s=a.time_budget, algorithm=a.algorithm,
+                       grace_reports=a.grace_reports, seed=a.seed)
+    print(json.dumps(run_search(cfg), indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="draw-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,10 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="local runs: continue from the latest checkpoint in --out")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("tune", help="search hyperparameters with Ray Tune (one Ray Train run per trial)")
+    add_data_args(p)
+    add_model_args(p)  # the search sets read_n, write_n, z_size, hidden sizes and T; the rest is the base
+    add_train_args(p)
+    g = p.add_argument_group("search")
+    g.add_argument("--out", required=True, help="<storage>/<search name>, local or s3://; the same --out resumes")
+    g.add_argument("--space", choices=["svhn", "smoke"], default="svhn",
+                   help="svhn: centred on the paper's SVHN model; smoke: tiny, for a CPU check")
+    g.add_argument("--trials", type=int, default=16)
+    g.add_argument("--workers-per-trial", type=int, default=1)
+    g.add_argument("--gpus-per-worker", type=float, default=0.0)
+    g.add_argument("--cpus-per-worker", type=float, default=1.0)
+    g.add_argument("--max-concurrent", type=int, default=None, help="default: what the cluster's resources hold")
+    g.add_argument("--time-budget", type=float, default=None, help="seconds for the whole search")
+    g.add_argument("--algorithm", choices=["optuna", "random"], default="optuna")
+    g.add_argument("--grace-reports", type=int, default=1, help="ASHA: evaluations every trial gets (default 1)")
+    g.add_argument("--validation-stride", type=int, default=10,
+                   help="every k-th training image is held out for the search's metric (default 10)")
+    g.add_argument("--prepare-from", default=None,
+                   help="if --dataset holds no prepared dataset, prepare this source (e.g. svhn) into it first")
+    g.add_argument("--prepare-train-limit", type=int, default=None)
+    g.add_argument("--prepare-test-limit", type=int, default=None)
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("evaluate", help="NLL bound (and IWAE bound) of a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder or file, local or s3://")
     add_data_args(p, default_dataset=None)
-    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--split", choices=["train", "validation", "test"], default="test",
+                   help="validation: the images a search held out of the training split (default test)")
     p.add_argument("--iw-samples", type=int, default=0, help="k for the importance-weighted bound (0 = skip)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=500)

@@ -7,8 +7,11 @@ Example:
 """
 
 import sys
+from pathlib import Path
 
-from draw_service.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, from a clone or a working_dir
+
+from draw_service.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     args = sys.argv[1:]

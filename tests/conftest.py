@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -43,9 +44,26 @@ def ray_cluster(s3):
     """One local Ray cluster for the whole session: 4 logical CPUs, a small object store."""
     import ray
 
-    ray.init(num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=True, log_to_driver=False)
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=True,
+             log_to_driver=False)
+    point_ray_address_file_here()
     yield ray
     ray.shutdown()
+    from ray._private.utils import get_ray_address_file
+
+    Path(get_ray_address_file(None)).unlink(missing_ok=True)
+
+
+def point_ray_address_file_here() -> None:
+    """Ray's state API, used inside Ray Train's own actors, finds "the" cluster through a file that
+    `ray start` writes (and a killed head leaves behind); point it at this session's cluster, as Ray's
+    own test utilities (ray.cluster_utils) do."""
+    import ray
+    from ray._private.utils import write_ray_address
+
+    if ray.is_initialized():
+        write_ray_address(ray.get_runtime_context().gcs_address)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ from draw_service import storage
 from draw_service.cli import main
 from draw_service.data import shards
 from draw_service.data.config import DataConfig
+from draw_service.data.batches import binarize_fixed
 from draw_service.data.sources import DatasetError, load_source
+from draw_service.data.worker import load_worker_data
 
 
 def test_bytes_round_trip_on_s3_and_locally(s3, tmp_path):
@@ -48,7 +50,22 @@ def test_workers_read_their_own_shards_and_together_see_everything(mnist_s3, mni
     assert [len(p.train) for p in parts] == [1000, 1000] and parts[0].train_total == 2000
     both = np.concatenate([p.train for p in parts])
     assert sorted(map(bytes, both)) == sorted(map(bytes, mnist.train[:2000]))
-    assert len(parts[0].test) + len(parts[1].test) == 500 and set(np.unique(parts[0].test)) == {0, 255}
+    assert len(parts[0].eval) + len(parts[1].eval) == 500 and set(np.unique(parts[0].eval)) == {0, 255}
+    assert parts[0].eval_split == "test"
+
+
+@pytest.mark.parametrize("source", ["shards", "in-memory"])
+def test_validation_split_is_held_out_and_the_same_for_any_number_of_workers(mnist_s3, source):
+    dataset = mnist_s3 if source == "shards" else "mnist"
+    cfg = DataConfig(dataset=dataset, validation_stride=10, train_limit=2000)
+    one = shards.load_worker_data(cfg) if source == "shards" else load_worker_data(cfg)
+    two = [(shards.load_worker_data if source == "shards" else load_worker_data)(cfg, r, 2) for r in range(2)]
+    assert one.eval_split == "validation" and one.eval_total == 200 and one.train_total == 1800
+    assert len(one.train) == 1800 and sum(len(p.train) for p in two) == 1800
+    key = lambda a: sorted(map(bytes, a))  # noqa: E731
+    # the same binarised validation images, however the workers split them
+    assert key(one.eval) == key(np.concatenate([p.eval for p in two]))
+    assert not set(key(one.eval)) & set(key(binarize_fixed(one.train)))  # held out of training
 
 
 def test_a_half_written_dataset_is_never_read_as_whole(s3):

@@ -3,8 +3,10 @@
 Binarised MNIST, as in the paper's likelihood experiments (section 4.2):
 - training batches are binarised dynamically: every time an image is drawn, each pixel is 1 with
   probability intensity/255, a fresh sample each epoch;
-- the test split is binarised once, with a fixed seed (`TEST_BINARIZATION_SEED`, numpy's PCG64), so
-  every evaluation of every model sees the same binary images;
+- evaluation images (the test split, or a validation split held out of the training images) are
+  binarised once and for all: image i of a split is binarised with numpy's PCG64 seeded by
+  (`TEST_BINARIZATION_SEED`, i), so every evaluation of every model, on any number of workers, sees
+  the same binary images;
 - other datasets are used as continuous intensities in [0, 1] (the Bernoulli likelihood of the paper
   then acts as a cross-entropy on intensities).
 """
@@ -20,9 +22,16 @@ from torch import Tensor
 TEST_BINARIZATION_SEED = 0
 
 
-def binarize_fixed(images: np.ndarray, seed: int = TEST_BINARIZATION_SEED) -> np.ndarray:
-    """One fixed Bernoulli draw of `(N, C, H, W)` uint8 intensities → uint8 images of 0 and 255."""
-    u = np.random.default_rng(seed).random(images.shape, dtype=np.float32)
+def binarize_fixed(images: np.ndarray, indices: np.ndarray | None = None,
+                   seed: int = TEST_BINARIZATION_SEED) -> np.ndarray:
+    """One fixed Bernoulli draw of `(N, C, H, W)` uint8 intensities → uint8 images of 0 and 255.
+
+    `indices` are the images' positions in their split (default 0..N−1): the draw for an image depends
+    on its index alone, not on which other images are binarised with it.
+    """
+    indices = np.arange(len(images)) if indices is None else indices
+    u = np.stack([np.random.default_rng([seed, int(i)]).random(images.shape[1:], dtype=np.float32)
+                  for i in indices]) if len(images) else np.zeros(images.shape, np.float32)
     return np.where(u < images.astype(np.float32) / 255.0, 255, 0).astype(np.uint8)
 
 

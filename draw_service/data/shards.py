@@ -120,6 +120,7 @@ def prepare(arrays: ImageArrays, dest: str, shard_size: int = DEFAULT_SHARD_SIZE
 
 
 def _read_shard(loc: storage.Location, shard: dict[str, Any], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's images `(n, C, H, W)` and their indices in the split, after checking it against the manifest."""
     where = loc.join(shard["path"])
     try:
         data = storage.read_bytes(where)
@@ -136,7 +137,7 @@ def _read_shard(loc: storage.Location, shard: dict[str, Any], shape: tuple[int, 
                            f", but the manifest promises {shard['count']} of shape {tuple(shape)}")
     col = table.column("image").combine_chunks()
     images = np.frombuffer(col.buffers()[1], dtype=np.uint8, count=nbytes * len(col)).reshape(-1, *shape)
-    return images.copy(), table.column("label").to_numpy()
+    return images.copy(), table.column("index").to_numpy()
 
 
 def verify(uri: str, manifest: dict[str, Any] | None = None) -> None:
@@ -147,15 +148,12 @@ def verify(uri: str, manifest: dict[str, Any] | None = None) -> None:
             _read_shard(loc, shard, tuple(manifest["image_shape"]))
 
 
-@dataclass
-class _Slice:
-    images: np.ndarray
-    total: int
+def _read_split(loc: storage.Location, manifest: dict, split: str, rank: int, world: int,
+                limit: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """This worker's images of a split with their indices, and the split's size (after `limit`).
 
-
-def _read_split(loc: storage.Location, manifest: dict, split: str, rank: int, world: int, limit: int | None) -> _Slice:
-    """This worker's images of a split: whole shards when there are enough to go round, else every
-    world-th row of the shards it needs; `limit` keeps the first `limit` images of the split."""
+    Whole shards go round the workers when there are enough of them; otherwise, or with a `limit`,
+    each worker takes every world-th row of the shards needed."""
     info = manifest["splits"][split]
     shape = tuple(manifest["image_shape"])
     total = min(limit, info["count"]) if limit is not None else info["count"]
@@ -166,26 +164,38 @@ def _read_split(loc: storage.Location, manifest: dict, split: str, rank: int, wo
         shards.append(shard)
         covered += shard["count"]
     if limit is None and len(shards) >= world:
-        parts = [_read_shard(loc, s, shape)[0] for s in shards[rank::world]]
-        return _Slice(np.concatenate(parts) if parts else np.zeros((0, *shape), np.uint8), total)
-    images = np.concatenate([_read_shard(loc, s, shape)[0] for s in shards])[:total]
-    return _Slice(images[rank::world], total)
+        parts = [_read_shard(loc, s, shape) for s in shards[rank::world]]
+    else:
+        images, indices = (np.concatenate(a) for a in zip(*[_read_shard(loc, s, shape) for s in shards]))
+        parts = [(images[:total][rank::world], indices[:total][rank::world])]
+    if not parts:
+        return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), total
+    images, indices = (np.concatenate(a) for a in zip(*parts))
+    return images, indices, total
 
 
 def load_worker_data(cfg: DataConfig, rank: int = 0, world_size: int = 1):
-    """This worker's training shards, and its rows of the (small) test split, binarised as a whole first
-    so an image gets the same fixed binarisation whichever worker evaluates it."""
-    from .worker import WorkerData
+    """This worker's training shards, and its share of the evaluation split (the test split, or the
+    validation images held out of its own training shards)."""
+    from .worker import assemble, split_validation
 
     manifest = read_manifest(cfg.dataset)
     loc = storage.resolve(cfg.dataset)
     binarize = manifest["binarize"] if cfg.binarize is None else cfg.binarize
-    train = _read_split(loc, manifest, "train", rank, world_size, cfg.train_limit)
-    test = _read_split(loc, manifest, "test", 0, 1, cfg.test_limit).images
-    if binarize:
-        test = binarize_fixed(test)
-    return WorkerData(manifest["name"], tuple(manifest["image_shape"]), binarize, train.images,
-                      test[rank::world_size], train.total, len(test))
+    train, train_idx, total = _read_split(loc, manifest, "train", rank, world_size, cfg.train_limit)
+    if cfg.validation_stride:
+        k = cfg.validation_stride
+        train, train_idx, evals, eval_idx = split_validation(train, train_idx, k)
+        held = (total + k - 1) // k  # indices 0, k, 2k, ... below total
+        eval_total = held
+        if cfg.test_limit is not None:  # the first test_limit validation images, wherever they live
+            keep = eval_idx < cfg.test_limit * k
+            evals, eval_idx, eval_total = evals[keep], eval_idx[keep], min(held, cfg.test_limit)
+        return assemble(manifest["name"], manifest["image_shape"], binarize, train, train_idx, total - held,
+                        evals, eval_idx, eval_total, "validation")
+    evals, eval_idx, eval_total = _read_split(loc, manifest, "test", 0, 1, cfg.test_limit)
+    return assemble(manifest["name"], manifest["image_shape"], binarize, train, train_idx, total,
+                    evals[rank::world_size], eval_idx[rank::world_size], eval_total, "test")
 
 
 def prepare_source(spec: str, dest: str, image_size=None, shard_size: int = DEFAULT_SHARD_SIZE,

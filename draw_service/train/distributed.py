@@ -45,15 +45,15 @@ class RayRun:
 
 
 def init_ray(num_cpus: int | None = None) -> None:
-    """Attach to the cluster in RAY_ADDRESS, or start a local one."""
+    """Attach to the cluster in RAY_ADDRESS (`auto` finds one started on this machine), or start a local one."""
     import ray
 
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+        ray.init()
     else:
-        ray.init(num_cpus=num_cpus)
+        ray.init(address="local", num_cpus=num_cpus)
 
 
 def make_trainer(cfg: TrainConfig, run: RayRun, callbacks: list | None = None):

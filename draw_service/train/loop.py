@@ -96,8 +96,9 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     run_config = {**cfg.to_dict(), "model": model_cfg.to_dict(), "world_size": world}
     tracker = Tracker(cfg.tracking, run_config, cfg.out) if rank0 else None
     if rank0:
-        log.info("%s: %d train / %d test images %s, %d steps (%d per epoch), %d workers, %s, %.2fM parameters",
-                 data.name, data.train_total, data.test_total, data.image_shape, total_steps, steps_per_epoch,
+        log.info("%s: %d train / %d %s images %s, %d steps (%d per epoch), %d workers, %s, %.2fM parameters",
+                 data.name, data.train_total, data.eval_total, data.eval_split, data.image_shape, total_steps,
+                 steps_per_epoch,
                  world, device, sum(p.numel() for p in model.parameters()) / 1e6)
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
@@ -138,15 +139,17 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
             "images_per_s": n_since * cfg.batch_size / elapsed, "resumed_from": resumed_from,
         }
         if step % eval_every == 0 or last:
-            sums = bound_sums(model, data.test, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,
+            sums = bound_sums(model, data.eval, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,
                               seed=cfg.seed + rank, device=device)
-            test = bounds_from_sums(_all_reduce_sums(sums, device))
-            metrics.update({"nll_bound": test["nll_bound"], "test_recon": test["recon"], "test_kl": test["kl"]})
-            if "iwae_bound" in test:
-                metrics[f"iwae_bound_k{cfg.iw_samples}"] = test["iwae_bound"]
+            ev = bounds_from_sums(_all_reduce_sums(sums, device))
+            # nll_bound is on the evaluation split: the test split, or the validation split in a search
+            metrics.update({"nll_bound": ev["nll_bound"], "eval_recon": ev["recon"], "eval_kl": ev["kl"],
+                            "eval_split": data.eval_split})
+            if "iwae_bound" in ev:
+                metrics[f"iwae_bound_k{cfg.iw_samples}"] = ev["iwae_bound"]
         if rank0:
             bar.write(f"step {step}/{total_steps}  " + "  ".join(
-                f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("step",)), file=sys.stderr)
+                f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)), file=sys.stderr)
             tracker.log(metrics, step)
             if step % media_every == 0 or last:
                 grid, gif = sample_pictures(model, cfg.tracking.media_samples,

@@ -1,0 +1,56 @@
+"""What a search varies: patch sizes, latent size, hidden size, T and the learning rate.
+
+Centred on the paper's SVHN model (T = 32, 800 LSTM units, z = 100, 12×12 read and write). The seed
+report's findings set the ranges: patches under 7×7 blur, z beyond ~200 adds noise, more hidden units
+help at a cost in time. The smoke space is tiny, for a CPU run in minutes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from ..train.config import TrainConfig
+
+PAPER_SVHN = {"read_n": 12, "write_n": 12, "z_size": 100, "hidden": 800, "T": 32, "lr": 1e-3}
+
+
+def search_space(kind: str) -> dict[str, Any]:
+    from ray import tune
+
+    if kind == "svhn":
+        return {
+            "read_n": tune.choice([6, 8, 10, 12, 14, 16]),
+            "write_n": tune.choice([6, 8, 10, 12, 14, 16]),
+            "z_size": tune.choice([50, 100, 150, 200, 300]),
+            "hidden": tune.choice([400, 600, 800, 1000]),
+            "T": tune.choice([16, 24, 32, 48]),
+            "lr": tune.loguniform(2e-4, 3e-3),
+        }
+    if kind == "smoke":
+        return {
+            "read_n": tune.choice([2, 3, 4]),
+            "write_n": tune.choice([3, 4, 5]),
+            "z_size": tune.choice([4, 8, 16]),
+            "hidden": tune.choice([16, 32, 48]),
+            "T": tune.choice([3, 4, 6]),
+            "lr": tune.loguniform(1e-3, 1e-2),
+        }
+    raise ValueError(f"unknown search space {kind!r}: use svhn or smoke")
+
+
+def starting_point(kind: str) -> dict[str, Any]:
+    """The first trial: the paper's model (or its smoke-sized stand-in), so the search starts from it."""
+    return dict(PAPER_SVHN) if kind == "svhn" else {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4,
+                                                    "lr": 3e-3}
+
+
+def apply(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+    """The training configuration of one trial: `base` with the trial's hyperparameters."""
+    cfg = copy.deepcopy(base)
+    cfg.model = dataclasses.replace(cfg.model, read_n=int(params["read_n"]), write_n=int(params["write_n"]),
+                                    z_size=int(params["z_size"]), enc_size=int(params["hidden"]),
+                                    dec_size=int(params["hidden"]), T=int(params["T"]), attention=True)
+    cfg.lr = float(params["lr"])
+    return cfg

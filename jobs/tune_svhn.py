@@ -1,0 +1,37 @@
+"""Hyperparameter search on SVHN: `ray job submit --working-dir . -- python jobs/tune_svhn.py [--smoke]`.
+
+Searches patch sizes, latent size, hidden size, T and learning rate around the paper's SVHN model with
+Ray Tune (ASHA + Optuna), one Ray Train run per trial, and writes the best record to
+<storage>/<name>/best.json. SVHN is prepared into <storage>/datasets/svhn the first time.
+
+Storage defaults to $DRAW_STORAGE, else ~/draw-service (a local folder); on a cluster pass an
+s3:// URI. Every option of `draw-service tune` is accepted; `--smoke` picks a tiny CPU-sized search.
+Submitting the same search again resumes it.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, from a clone or a working_dir
+
+from draw_service.cli import main  # noqa: E402
+
+SMOKE = ["--space", "smoke", "--trials", "4", "--steps", "40", "--eval-every", "10", "--batch-size", "32",
+         "--train-limit", "2000", "--test-limit", "100", "--eval-batch-size", "100", "--max-concurrent", "2",
+         "--prepare-train-limit", "2000", "--prepare-test-limit", "200", "--media-every", "40"]
+FULL = ["--space", "svhn", "--trials", "16", "--steps", "10000", "--eval-every", "1000", "--batch-size", "100"]
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--storage", default=os.environ.get("DRAW_STORAGE", os.path.expanduser("~/draw-service")))
+    p.add_argument("--smoke", action="store_true", help="a tiny CPU search that ends in a couple of minutes")
+    p.add_argument("--name", default=None, help="search name (default tune-svhn, or tune-svhn-smoke)")
+    p.add_argument("--dataset", default=None, help="prepared dataset URI (default <storage>/datasets/svhn)")
+    known, rest = p.parse_known_args()
+    name = known.name or ("tune-svhn-smoke" if known.smoke else "tune-svhn")
+    dataset = known.dataset or f"{known.storage.rstrip('/')}/datasets/{'svhn-smoke' if known.smoke else 'svhn'}"
+    args = ["tune", "--dataset", dataset, "--prepare-from", "svhn", "--out", f"{known.storage.rstrip('/')}/{name}",
+            *(SMOKE if known.smoke else FULL), *rest]  # later options win: the user's override the presets
+    sys.exit(main(args))
