@@ -9,8 +9,8 @@ import pytest
 from draw_service import storage
 from draw_service.cli import main
 from draw_service.data import shards
-from draw_service.data.config import DataConfig
 from draw_service.data.batches import binarize_fixed
+from draw_service.data.config import DataConfig
 from draw_service.data.sources import DatasetError, load_source
 from draw_service.data.worker import load_worker_data
 

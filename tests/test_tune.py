@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import point_ray_address_file_here
+from svhn_files import write_svhn_mat
 
 from draw_service import checkpoint, storage
 from draw_service.data import shards
@@ -18,8 +20,6 @@ from draw_service.seaweed import free_port_pairs
 from draw_service.tracking import TrackingConfig
 from draw_service.train.config import TrainConfig
 from draw_service.tune.search import SearchConfig, read_best, run_search
-from conftest import point_ray_address_file_here
-from svhn_files import write_svhn_mat
 
 REPO = Path(__file__).resolve().parents[1]
 

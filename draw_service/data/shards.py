@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,6 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .. import storage
-from .batches import binarize_fixed
 from .config import DataConfig
 from .sources import DatasetError, ImageArrays, load_source
 

@@ -162,7 +162,8 @@ def summarise(cfg: SearchConfig, results) -> tuple[list[dict[str, Any]], dict[st
     if best is not None:
         from .. import checkpoint
 
-        best.update({"model": checkpoint.load(best["checkpoint"])["model_config"], "trials": len(rows), "stopped_early": sum(r["status"] == "stopped early" for r in rows),
+        best.update({"model": checkpoint.load(best["checkpoint"])["model_config"], "trials": len(rows),
+                     "stopped_early": sum(r["status"] == "stopped early" for r in rows),
                      "errors": sum(r["status"] == "error" for r in rows),
                      "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
     return rows, best
