@@ -226,6 +226,30 @@ def cmd_tune(a: argparse.Namespace) -> None:
     print(json.dumps(run_search(cfg), indent=2))
 
 
+def cmd_serve(a: argparse.Namespace) -> None:
+    import time
+
+    from .serve.launch import ServeOptions, deploy, shutdown
+    from .serve.schema import ServeSettings
+
+    opts = ServeOptions(
+        checkpoint=a.checkpoint, best=a.best, host=a.host, port=a.port, replicas=a.replicas,
+        min_replicas=a.min_replicas, max_replicas=a.max_replicas, gpus_per_replica=a.gpus_per_replica,
+        max_ongoing_requests=a.max_ongoing_requests,
+        settings=ServeSettings(max_batch_size=a.max_batch_size, batch_wait_timeout_s=a.batch_wait_ms / 1000,
+                               max_n=a.max_n))
+    url = deploy(opts)
+    print(json.dumps({"url": url, "docs": f"{url}/docs"}), flush=True)
+    if a.detach:
+        return
+    print("serving; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        shutdown(opts.app_name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="draw-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prepare-train-limit", type=int, default=None)
     g.add_argument("--prepare-test-limit", type=int, default=None)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("serve", help="serve batched sampling over HTTP with Ray Serve")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint URI (folder or file, local or s3://)")
+    src.add_argument("--best", help="a search's best record (best.json, or the search folder)")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=None, help="turns on autoscaling up to this many replicas")
+    p.add_argument("--gpus-per-replica", type=float, default=0.0)
+    p.add_argument("--max-batch-size", type=int, default=32, help="requests decoded together (default 32)")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill (default 10)")
+    p.add_argument("--max-ongoing-requests", type=int, default=64)
+    p.add_argument("--max-n", type=int, default=64, help="images per request (default 64)")
+    p.add_argument("--detach", action="store_true", help="return once deployed (on a running cluster)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="NLL bound (and IWAE bound) of a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder or file, local or s3://")

@@ -1,0 +1,1 @@
+"""Serving: the HTTP schema (schema.py) and the Ray Serve deployment (app.py)."""
