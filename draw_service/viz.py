@@ -78,9 +78,12 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 @torch.no_grad()
-def sample_pictures(model, n: int, generator: torch.Generator | None = None,
-                    temperature: float = 1.0) -> tuple[Image.Image, bytes]:
-    """A sample grid and the GIF of drawing it, from one set of prior samples."""
+def sample_pictures(model, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
+                    animate: int = 16) -> tuple[Image.Image, bytes]:
+    """A grid of `n` samples, and a GIF of drawing the first `animate` of them (GIFs grow with T × n)."""
     images, record = model.sample(n, generator=generator, temperature=temperature, record=True)
     write_n = model.config.write_n if model.config.attention else None
+    record.canvases = record.canvases[:, :animate]
+    if record.write_windows is not None:
+        record.write_windows = type(record.write_windows)(*(f[:, :animate] for f in record.write_windows))
     return grid_image(images), gif_bytes(drawing_frames(record, write_n))

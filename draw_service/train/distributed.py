@@ -30,7 +30,7 @@ def ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     from .session import RaySession
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return train_loop(config, RaySession())
+    return train_loop(config, RaySession(config["out"]))
 
 
 @dataclass

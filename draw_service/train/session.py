@@ -71,10 +71,11 @@ class LocalSession:
 class RaySession:
     """One worker of a Ray Train run (DDP: gloo on CPUs, NCCL on GPUs, chosen by Ray)."""
 
-    def __init__(self):
+    def __init__(self, out_uri: str):
         import ray.train
         import ray.train.torch
 
+        self.out = storage.resolve(out_uri)  # the run's folder in Ray's storage: <storage>/<name>
         ctx = ray.train.get_context()
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
@@ -101,7 +102,8 @@ class RaySession:
         if state is None or self.rank != 0:
             ray.train.report(metrics)  # every worker reports, or the others would wait for rank 0 forever
             return
+        name = checkpoint.folder_name(state["step"])
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint.save(state, tmp)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=checkpoint.folder_name(state["step"]))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+        self.last_checkpoint = self.out.join(name).uri
