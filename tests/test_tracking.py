@@ -3,12 +3,13 @@
 import glob
 from pathlib import Path
 
+from wandb_records import config, history, run_info
+
 from draw_service.cli import main
 from draw_service.data.config import DataConfig
 from draw_service.tracking import TrackingConfig
 from draw_service.train.config import TrainConfig
 from draw_service.tune.search import SearchConfig, run_search
-from wandb_records import config, history, run_info
 
 TINY = ["--T", "4", "--enc-size", "24", "--dec-size", "24", "--z-size", "6", "--read-n", "2", "--write-n", "3",
         "--batch-size", "20", "--train-limit", "400", "--test-limit", "60", "--quiet"]
