@@ -3,6 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Datasets: DRAW_DATA_ROOT if set; else the offline copies beside the clone where a machine has them
+# (as CI machines do); else the product's default, a per-user cache that torchvision downloads into.
+ifeq ($(origin DRAW_DATA_ROOT),undefined)
+  ifneq ($(wildcard ../shared/datasets),)
+    export DRAW_DATA_ROOT := $(abspath ../shared/datasets)
+  endif
+endif
 
 .PHONY: setup test demo bench lint clean
 

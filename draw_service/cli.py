@@ -52,6 +52,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=10.0, help="max gradient norm, 0 = off (default %(default)s)")
     g.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
     g.add_argument("--epochs", type=float, default=1.0, help="epochs when --steps is not given (default %(default)s)")
+    g.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop after this many minutes of training, with a final evaluation and checkpoint")
     g.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: an epoch)")
     g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: each eval)")
     g.add_argument("--keep-checkpoints", type=int, default=3)
@@ -81,7 +83,8 @@ def train_config_from_args(a: argparse.Namespace, out: str):
                         train_limit=a.train_limit, test_limit=a.test_limit),
         tracking=TrackingConfig(wandb=a.wandb, project=a.wandb_project, media_every=a.media_every),
         out=out, batch_size=a.batch_size, lr=a.lr, lr_scaling=a.lr_scaling, grad_clip=a.grad_clip, steps=a.steps,
-        epochs=a.epochs, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every,
+        epochs=a.epochs, time_limit_s=a.time_limit * 60 if a.time_limit else None, eval_every=a.eval_every,
+        checkpoint_every=a.checkpoint_every,
         keep_checkpoints=a.keep_checkpoints, eval_batch_size=a.eval_batch_size, iw_samples=a.iw_samples,
         seed=a.seed, device=a.device, precision=a.precision, compile=a.compile, progress=not a.quiet,
     )
@@ -250,6 +253,13 @@ def cmd_serve(a: argparse.Namespace) -> None:
         shutdown(opts.app_name)
 
 
+def cmd_demo(a: argparse.Namespace) -> None:
+    from .demo import DemoOptions, run
+
+    run(DemoOptions(out=a.out, trials=a.trials, steps=a.steps, eval_every=a.eval_every, port=a.port,
+                    keep_serving=a.keep_serving, wandb=a.wandb))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="draw-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--out", required=True, help="<storage>/<search name>, local or s3://; the same --out resumes")
-    g.add_argument("--space", choices=["svhn", "smoke"], default="svhn",
-                   help="svhn: centred on the paper's SVHN model; smoke: tiny, for a CPU check")
+    g.add_argument("--space", choices=["svhn", "mnist-demo", "smoke"], default="svhn",
+                   help="svhn: centred on the paper's SVHN model; mnist-demo: small models for a CPU; "
+                        "smoke: tiny, for a check")
     g.add_argument("--trials", type=int, default=16)
     g.add_argument("--workers-per-trial", type=int, default=1)
     g.add_argument("--gpus-per-worker", type=float, default=0.0)
@@ -317,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-n", type=int, default=64, help="images per request (default 64)")
     p.add_argument("--detach", action="store_true", help="return once deployed (on a running cluster)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="the whole pipeline on one machine: prepare, search, serve, pictures")
+    p.add_argument("--out", default="demo-out", help="output folder (default %(default)s)")
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--steps", type=int, default=1800, help="training steps per trial, at most")
+    p.add_argument("--eval-every", type=int, default=300)
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--keep-serving", action="store_true", help="keep the endpoint up until Ctrl-C")
+    p.add_argument("--wandb", action="store_true", help="log the trials to W&B (offline files)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="NLL bound (and IWAE bound) of a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder or file, local or s3://")

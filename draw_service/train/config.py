@@ -23,6 +23,7 @@ class TrainConfig:
     grad_clip: float = 10.0  # max global gradient norm (0 disables)
     steps: int | None = None  # total optimiser steps; if None, `epochs` decides
     epochs: float = 1.0
+    time_limit_s: float | None = None  # stop (evaluate, checkpoint) once training has run this long
     eval_every: int | None = None  # steps between evaluations and reports; default once per epoch
     checkpoint_every: int | None = None  # steps between checkpoints; default: every evaluation
     keep_checkpoints: int = 3

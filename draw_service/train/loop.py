@@ -40,6 +40,18 @@ def _all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, 
     return dict(zip(keys, t.tolist()))
 
 
+def out_of_time(t_start: float, limit_s: float, step: int, world: int, device: torch.device) -> bool:
+    """Whether the wall-clock budget is spent; every worker gets the same answer (checked every 10 steps
+    when there are several, so they stop at the same step)."""
+    if world == 1:
+        return time.perf_counter() - t_start > limit_s
+    if step % 10:
+        return False
+    flag = torch.tensor([float(time.perf_counter() - t_start > limit_s)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def _step_generator(device: torch.device, seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator(device).manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
 
@@ -66,7 +78,9 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     rank0 = rank == 0
 
     # Data: this worker's share of each split.
+    t_load = time.perf_counter()
     data = load_worker_data(cfg.data, rank, world)
+    data_load_s = time.perf_counter() - t_load
     C, H, W = data.image_shape
     model_cfg = dataclasses.replace(cfg.model, channels=C, height=H, width=W)
     steps_per_epoch = data.train_total // cfg.batch_size
@@ -93,6 +107,8 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     resumed_from = step
     net = session.prepare(model)  # on the device; DDP-wrapped with several workers
     model = getattr(net, "module", net)
+    if cfg.compile:
+        model.compile_step()  # the T-step loop stays in Python; each step runs as one compiled graph
     run_config = {**cfg.to_dict(), "model": model_cfg.to_dict(), "world_size": world}
     tracker = Tracker(cfg.tracking, run_config, cfg.out) if rank0 else None
     if rank0:
@@ -105,13 +121,16 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     params = [p for p in model.parameters()]
     clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, recon, kl, grad norm since the last report
-    n_since, t_since = 0, time.perf_counter()
+    n_since, t_since, data_wait = 0, time.perf_counter(), 0.0
     metrics: dict[str, Any] = {}
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=not (rank0 and cfg.progress), mininterval=1 if sys.stderr.isatty() else 30)
     net.train()
+    t_start = time.perf_counter()
     while step < total_steps:
+        t_data = time.perf_counter()
         x = stream.batch(step).to(device, non_blocking=True)
+        data_wait += time.perf_counter() - t_data
         with autocast:
             out = net(x, generator=_step_generator(device, cfg.seed, rank, step))
             loss = out.loss.mean()
@@ -126,6 +145,9 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
         if rank0 and (step % 20 == 0 or step == total_steps):
             bar.set_postfix(loss=f"{totals[0].item() / n_since:.2f}")
 
+        if cfg.time_limit_s and out_of_time(t_start, cfg.time_limit_s, step, world, device):
+            total_steps = step  # the budget is spent: finish here, with a final evaluation and checkpoint
+            bar.total = step
         last = step == total_steps
         if step % eval_every and step % ckpt_every and not last:
             continue
@@ -136,7 +158,8 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
             "step": step, "epoch": step / steps_per_epoch,
             "train_loss": avg["loss"] / world, "train_recon": avg["recon"] / world, "train_kl": avg["kl"] / world,
             "grad_norm": avg["grad_norm"] / world, "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": n_since * cfg.batch_size / elapsed, "resumed_from": resumed_from,
+            "images_per_s": n_since * cfg.batch_size / elapsed, "data_wait_share": data_wait / elapsed,
+            "data_load_s": data_load_s, "resumed_from": resumed_from,
         }
         if step % eval_every == 0 or last:
             sums = bound_sums(model, data.eval, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,
@@ -160,7 +183,7 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
             state = checkpoint.build_state(model, optimizer, step, cfg.to_dict(), metrics)
         session.report(metrics, state if rank0 else None)
         totals.zero_()
-        n_since, t_since = 0, time.perf_counter()
+        n_since, t_since, data_wait = 0, time.perf_counter(), 0.0
     bar.close()
     result = {**metrics, "checkpoint": session.last_checkpoint}
     if tracker is not None:

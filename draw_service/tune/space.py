@@ -28,6 +28,15 @@ def search_space(kind: str) -> dict[str, Any]:
             "T": tune.choice([16, 24, 32, 48]),
             "lr": tune.loguniform(2e-4, 3e-3),
         }
+    if kind == "mnist-demo":  # small, fast models that learn digits within minutes on a CPU
+        return {
+            "read_n": tune.choice([2, 3]),
+            "write_n": tune.choice([4, 5]),
+            "z_size": tune.choice([10, 16]),
+            "hidden": tune.choice([64, 128]),
+            "T": tune.choice([8, 10, 12]),
+            "lr": tune.loguniform(2e-3, 8e-3),
+        }
     if kind == "smoke":
         return {
             "read_n": tune.choice([2, 3, 4]),
@@ -37,13 +46,14 @@ def search_space(kind: str) -> dict[str, Any]:
             "T": tune.choice([3, 4, 6]),
             "lr": tune.loguniform(1e-3, 1e-2),
         }
-    raise ValueError(f"unknown search space {kind!r}: use svhn or smoke")
+    raise ValueError(f"unknown search space {kind!r}: use svhn, mnist-demo or smoke")
 
 
 def starting_point(kind: str) -> dict[str, Any]:
-    """The first trial: the paper's model (or its smoke-sized stand-in), so the search starts from it."""
-    return dict(PAPER_SVHN) if kind == "svhn" else {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4,
-                                                    "lr": 3e-3}
+    """The first trial: the paper's model, or a stand-in of the space's size, so the search starts from it."""
+    return {"svhn": dict(PAPER_SVHN),
+            "mnist-demo": {"read_n": 2, "write_n": 5, "z_size": 10, "hidden": 128, "T": 10, "lr": 4e-3},
+            "smoke": {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}}[kind]
 
 
 def apply(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
