@@ -82,7 +82,7 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     search_dir = store / "demo-search"
     if search_dir.exists():
         p.note(f"removing the previous demo search in {search_dir}")
-        storage.delete_dir(str(search_dir))
+        storage.delete(str(search_dir))
     p.stage(3, f"Searching: {opts.trials} trials of up to {opts.steps} steps, {opts.concurrent} at a time, "
                f"ASHA stopping the weak ones at each evaluation (every {opts.eval_every} steps)")
     base = TrainConfig(model=DRAWConfig(), data=DataConfig(dataset=dataset, validation_stride=10, test_limit=1000),

@@ -138,21 +138,15 @@ def list_dir(uri: str | Location) -> list[str]:
     return sorted(posixpath.basename(i.path) for i in infos)
 
 
-def delete_file(uri: str | Location) -> None:
-    """Remove one object or file if it is there."""
+def delete(uri: str | Location) -> None:
+    """Remove a file or object, or a folder and everything under it; nothing to do if it is not there."""
     loc = resolve(uri)
     try:
-        if exists(loc):
-            loc.fs.delete_file(loc.path)
-    except OSError as err:
-        raise _wrap(loc, "deleting", err) from err
-
-
-def delete_dir(uri: str | Location) -> None:
-    loc = resolve(uri)
-    try:
-        if exists(loc):
+        kind = loc.fs.get_file_info(loc.path).type
+        if kind == pafs.FileType.Directory:
             loc.fs.delete_dir(loc.path)
+        elif kind != pafs.FileType.NotFound:
+            loc.fs.delete_file(loc.path)
     except OSError as err:
         raise _wrap(loc, "deleting", err) from err
 

@@ -110,6 +110,6 @@ def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_clust
     with pytest.raises(ValueError, match=r"\(3, 32, 32\).*checkpoint draws \(1, 28, 28\)"):
         fit(config(str(tmp_path / "cifar"), 4), run)
 
-    storage.delete_file(f"{tmp_path}/cifar/train/part-00000.parquet")
+    storage.delete(f"{tmp_path}/cifar/train/part-00000.parquet")
     with pytest.raises(DatasetError, match="part-00000.parquet listed in the manifest is missing"):
         fit(config(str(tmp_path / "cifar"), 4), RayRun(num_workers=1, storage=str(tmp_path / "runs"), name="y"))

@@ -87,7 +87,7 @@ def test_corrupt_and_missing_shards_are_named(s3, tmp_path):
         storage.write_bytes(shard, bytes(data))
         with pytest.raises(DatasetError, match=r"shard .*train/part-00001.parquet is corrupt"):
             shards.load_worker_data(DataConfig(dataset=dest))
-        storage.delete_file(shard)
+        storage.delete(shard)
         with pytest.raises(DatasetError, match=r"shard .*train/part-00001.parquet listed in the manifest is missing"):
             shards.load_worker_data(DataConfig(dataset=dest))
 

@@ -92,7 +92,7 @@ def prepare(arrays: ImageArrays, dest: str, shard_size: int = DEFAULT_SHARD_SIZE
                 return manifest
         except DatasetError as err:
             log.warning("rewriting %s: %s", loc.uri, err)
-    storage.delete_file(loc.join(MANIFEST))  # readers must not trust an old manifest while shards change
+    storage.delete(loc.join(MANIFEST))  # readers must not trust an old manifest while shards change
 
     splits: dict[str, Any] = {}
     total = len(arrays.train) + len(arrays.test)

@@ -106,13 +106,36 @@ class DRAW(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # PyTorch's LSTM default, U(±1/√hidden), for every block, so both layouts start alike.
-        for lin, fan in ((self.enc_in, self.config.enc_size), (self.enc_proj, self.config.enc_size),
-                         (self.dec_in, self.config.dec_size), (self.dec_proj, self.config.dec_size)):
+        # U(±1/√fan-in) for every block. (A 2×2 read hands the encoder only 8 numbers; with the LSTM
+        # default of 1/√hidden their share of the gates is so small that the posterior collapses.)
+        for lin, fan in ((self.enc_in, self.config.read_size), (self.enc_proj, self.config.enc_size),
+                         (self.dec_in, self.config.z_size), (self.dec_proj, self.config.dec_size)):
             bound = 1 / math.sqrt(fan)
             nn.init.uniform_(lin.weight, -bound, bound)
             if lin.bias is not None:
                 nn.init.uniform_(lin.bias, -bound, bound)
+        if self.config.attention:
+            self._init_windows()
+
+    @torch.no_grad()
+    def _init_windows(self) -> None:
+        """Start every window over the middle of the image, its filters wide enough to see it.
+
+        With zero biases a window's N filters span the whole image (δ̃ = 1) with σ = 1 pixel: a 2×2 read
+        then samples four border pixels, which are blank on MNIST, so the encoder learns nothing and the
+        posterior collapses. Here the grid spans the middle 60% and σ is half the stride, so the first
+        glimpses are blurry views of the centre; training moves the windows from there.
+        """
+        cfg = self.config
+        longest = max(cfg.height, cfg.width) - 1
+        # In dec_proj's output the write window follows the patch; the read window follows the recurrence.
+        for first, N in ((cfg.write_size, cfg.write_n), (self.write_out + 4 * cfg.dec_size, cfg.read_n)):
+            stride = 0.6 * longest / max(N - 1, 1)  # pixels between filter centres
+            bias = self.dec_proj.bias[first : first + N_ATTN]
+            bias[0] = bias[1] = 0.0  # g̃ = 0: the centre
+            bias[2] = 2 * math.log(max(stride / 2, 0.5))  # log σ²
+            bias[3] = math.log(0.6)  # log δ̃
+            bias[4] = 0.0  # log γ
 
     def _dec_sizes(self) -> list[int]:
         """Widths of dec_proj's output blocks: [write, decoder recurrence, read window, encoder input]."""

@@ -102,11 +102,12 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     if state is not None:
         check_resumable(state, model_cfg, cfg.data.dataset)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     resumed_from = step
     net = session.prepare(model)  # on the device; DDP-wrapped with several workers
     model = getattr(net, "module", net)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])  # after the move: it follows its parameters' device
     if cfg.compile:
         model.compile_step()  # the T-step loop stays in Python; each step runs as one compiled graph
     run_config = {**cfg.to_dict(), "model": model_cfg.to_dict(), "world_size": world}
@@ -114,11 +115,10 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     if rank0:
         log.info("%s: %d train / %d %s images %s, %d steps (%d per epoch), %d workers, %s, %.2fM parameters",
                  data.name, data.train_total, data.eval_total, data.eval_split, data.image_shape, total_steps,
-                 steps_per_epoch,
-                 world, device, sum(p.numel() for p in model.parameters()) / 1e6)
+                 steps_per_epoch, world, device, sum(p.numel() for p in model.parameters()) / 1e6)
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, recon, kl, grad norm since the last report
     n_since, t_since, data_wait = 0, time.perf_counter(), 0.0

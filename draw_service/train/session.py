@@ -65,7 +65,7 @@ class LocalSession:
         self.last_checkpoint = folder.uri
         names = checkpoint.list_folders(self.out.join(CHECKPOINTS))
         for old in names[: max(0, len(names) - self.keep)]:
-            storage.delete_dir(self.out.join(CHECKPOINTS, old))
+            storage.delete(self.out.join(CHECKPOINTS, old))
 
 
 class RaySession:
