@@ -113,7 +113,48 @@ def bench_model(repeats: int, compile_step: bool, device: str) -> dict[str, Any]
             "sampling_vs_training_per_image": round((BATCH / sample_s) / best_train, 1),
         }
         say(f"  {key}: {json.dumps(out[key])}")
-    return {"config": {**PAPER, "batch_size": BATCH, "device": device}, **out}
+    result = {"config": {**PAPER, "batch_size": BATCH, "device": device}, **out}
+    if device == "cuda":
+        result["gpu_scaling"] = bench_gpu_scaling(repeats, compile_step)
+    return result
+
+
+def bench_gpu_scaling(repeats: int, compile_step: bool) -> dict[str, Any]:
+    """The GPU path users switch on, as full training steps (forward, backward, clipping, Adam) of the
+    attention model: batch size x precision (bf16 autocast) x torch.compile x CUDA graph of the step."""
+    from .train.graphed import EagerStep, GraphedStep
+
+    variants = [(100, "fp32", c, g) for c in (False, True) for g in (False, True)]
+    variants += [(100, "bf16", True, True)]
+    variants += [(1000, "fp32", c, g) for c in (False, True) for g in (False, True)] + [(1000, "bf16", True, True)]
+    variants += [(4000, "fp32", False, False), (4000, "fp32", True, True), (4000, "bf16", True, True)]
+    out: dict[str, Any] = {}
+    cfg = DRAWConfig(attention=True, **PAPER)
+    for batch, precision, compiled, graphs in variants:
+        if compiled and not compile_step:
+            continue
+        name = f"batch_{batch}_{precision}" + ("_compiled" if compiled else "") + ("_cuda_graph" if graphs else "")
+        try:
+            torch._dynamo.reset()  # each variant compiles afresh (and never hits the recompile limit)
+            torch.manual_seed(0)
+            model = DRAW(cfg).cuda()
+            if compiled:
+                model.compile_step()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            step = (GraphedStep if graphs else EagerStep)(model, opt, 10.0, precision == "bf16")
+            x = torch.bernoulli(torch.rand(batch, 1, 28, 28, device="cuda"))
+            eps = torch.randn(cfg.T, batch, cfg.z_size, device="cuda")
+
+            def run(step=step, x=x, eps=eps):
+                step(x, eps)
+                torch.cuda.synchronize()
+            run()
+            run()
+            out[name] = round(batch / _best_time(run, repeats, inner=5), 1)
+        except Exception as e:  # a variant that fails is reported, not fatal to the whole bench
+            out[name] = f"failed: {type(e).__name__}: {str(e)[:300]}"
+        say(f"  {name}: {out[name]}")
+    return out
 
 
 def bench_ray(steps: int) -> dict[str, Any]:

@@ -126,3 +126,21 @@ class SeaweedS3:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m draw_service.seaweed`: a throwaway S3 server to try the S3 paths by hand; Ctrl-C stops it
+    and deletes its data."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
+    with SeaweedS3() as s3:
+        print("# S3 server up, bucket s3://draw; in another shell:", flush=True)
+        for k, v in s3.env.items():
+            print(f"export {k}={v}", flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,13 @@
 """The switchable speed paths (torch.compile of the step, bf16 autocast, the large-batch learning-rate
-rule), checked for correctness on the CPU."""
+rule, the CUDA-graph step), checked for correctness on the CPU where they can be; the CUDA-graph step
+needs a GPU and is checked there (it runs on the lent GPU machines, not in CPU-only CI)."""
 
 import pytest
 import torch
 
 from draw_service.model import DRAW, DRAWConfig
 from draw_service.train.config import TrainConfig
+from draw_service.train.graphed import EagerStep, GraphedStep
 
 CFG = DRAWConfig(height=12, width=20, channels=3, T=4, enc_size=24, dec_size=16, z_size=6, read_n=3, write_n=4)
 
@@ -54,3 +56,47 @@ def test_learning_rate_rule_for_large_batches():
     assert TrainConfig(batch_size=400, lr=1e-3).effective_lr() == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="lr_scaling"):
         TrainConfig(lr_scaling="cubic").validate()
+
+
+def test_eager_step_trains_and_reports_its_terms():
+    torch.manual_seed(0)
+    model = DRAW(CFG)
+    before = [p.detach().clone() for p in model.parameters()]
+    step = EagerStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), grad_clip=1.0, bf16=False)
+    x = torch.rand(4, 3, 12, 20)
+    loss, recon, kl, grad_norm = step(x, torch.randn(CFG.T, 4, CFG.z_size))
+    torch.testing.assert_close(loss, recon + kl)
+    assert grad_norm > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_cuda_graphs_refuse_a_cpu_run():
+    with pytest.raises(ValueError, match="cuda_graphs needs a GPU"):
+        TrainConfig(device="cpu", cuda_graphs=True).validate()
+
+
+def test_cuda_graphs_refuse_several_workers():
+    from draw_service.train.distributed import RayRun, preflight
+
+    with pytest.raises(ValueError, match="one-GPU step"):
+        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=2, gpus_per_worker=1, storage="/nonexistent"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+@pytest.mark.parametrize("attention", [True, False])
+def test_cuda_graph_step_gives_the_eager_numbers(attention):
+    cfg = DRAWConfig(**{**CFG.to_dict(), "attention": attention})
+    torch.manual_seed(0)
+    models = [DRAW(cfg).cuda() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    steps = [kind(m, torch.optim.Adam(m.parameters(), lr=1e-3), 1.0, False)
+             for kind, m in zip((EagerStep, GraphedStep), models)]
+    g = torch.Generator("cuda").manual_seed(1)
+    for _ in range(5):  # the warm-up before capture must leave no trace: every step matches
+        x = torch.rand(8, 3, 12, 20, generator=g, device="cuda")
+        eps = torch.randn(cfg.T, 8, cfg.z_size, generator=g, device="cuda")
+        eager, graphed = (step(x, eps) for step in steps)
+        for e, c in zip(eager, graphed):
+            torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-4)
+    for pe, pc in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)

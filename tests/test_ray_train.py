@@ -80,6 +80,8 @@ def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_clus
     result = outcome["result"]
     assert result["step"] == 300
     resumed = result["resumed_from"]
+    print(f"\nfault injection: SIGKILL to worker pid {workers[1]['pid']} with checkpoint step {killed_at} registered; "
+          f"the run resumed from step {resumed} and finished at step {result['step']}")
     assert 40 <= resumed < 300 and resumed % 20 == 0, result  # restarted from a checkpoint, not from scratch
     assert killed_at <= resumed <= killed_at + 20
     # every checkpoint, before and after the failure, is still there

@@ -66,6 +66,13 @@ def test_png_and_json_decode_to_the_right_shapes(service):
     assert gif.format == "GIF" and gif.n_frames == CFG.T
     unseeded = requests.post(f"{service}/sample", json={"n": 1}).json()
     assert isinstance(unseeded["seed"], int)
+    # what `curl -d '{...}'` sends: a form content type (or none) on a JSON body; read as JSON all the same
+    for headers in ({"Content-Type": "application/x-www-form-urlencoded"}, {}):
+        r = requests.post(f"{service}/sample", data='{"n": 6, "seed": 3}', headers=headers)
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(images_of(r), x)
+    r = requests.post(f"{service}/sample", data="{not json", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422 and "JSON decode error" in r.text
 
 
 def test_concurrent_requests_share_batches_and_seeds_reproduce(service):

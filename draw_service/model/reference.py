@@ -115,7 +115,7 @@ def fast_state_dict(ref: ReferenceDRAW) -> dict[str, Tensor]:
         write_b.append(ref.write_attn.bias)
         read_w, read_b = [ref.read_attn.weight], [ref.read_attn.bias]
     dec_proj_w = torch.cat(write_w + [_ifog(ref.decoder.weight_hh)] + read_w + [enc_w_ih[:, R:]], 0)
-    dec_proj_b = torch.cat(write_b + [dec_bias] + read_b + [torch.zeros(4 * E, dtype=dec_bias.dtype)], 0)
+    dec_proj_b = torch.cat(write_b + [dec_bias] + read_b + [dec_bias.new_zeros(4 * E)], 0)
     return {
         "enc_in.weight": enc_w_ih[:, :R].clone(),
         "enc_proj.weight": torch.cat([ref.mu.weight, ref.log_sigma.weight, _ifog(ref.encoder.weight_hh)], 0),

@@ -42,6 +42,11 @@ async def limit_body(request: Request, call_next):
     size = request.headers.get("content-length")
     if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
         return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+    if request.method == "POST" and not request.headers.get("content-type", "").startswith("application/json"):
+        # Every body this API takes is JSON: `curl -d` (form-encoded by default) and clients that send no
+        # type mean JSON too, so read it as JSON rather than refuse it.
+        headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+        request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
     return await call_next(request)
 
 

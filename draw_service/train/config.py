@@ -33,6 +33,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "fp32"  # fp32 or bf16 (autocast; for GPUs)
     compile: bool = False  # torch.compile the training step
+    cuda_graphs: bool = False  # capture the whole training step as one CUDA graph (one GPU)
     progress: bool = True
 
     def effective_lr(self) -> float:
@@ -54,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.cuda_graphs and self.device == "cpu":
+            raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -82,6 +82,8 @@ def make_trainer(cfg: TrainConfig, run: RayRun, callbacks: list | None = None):
                                                          checkpoint_score_order="min"),
             worker_runtime_env={"env_vars": env} if env else None,
             callbacks=callbacks,
+            # Ray Train's per-report INFO lines would bury the loop's own progress lines.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
 
@@ -100,6 +102,9 @@ def preflight(cfg: TrainConfig, run: RayRun) -> None:
     from ..data import shards
     from .loop import check_resumable
 
+    if cfg.cuda_graphs and (run.num_workers > 1 or run.gpus_per_worker <= 0):
+        raise ValueError("cuda_graphs captures a one-GPU step: use --num-workers 1 with --gpus-per-worker 1, "
+                         "or drop --cuda-graphs")
     run_loc = storage.check_access(run.storage)
     if shards.is_prepared(cfg.data.dataset):
         manifest = shards.read_manifest(cfg.data.dataset)

@@ -27,6 +27,7 @@ from ..tracking import Tracker
 from ..viz import sample_pictures
 from .config import TrainConfig
 from .evaluate import bound_sums, bounds_from_sums
+from .graphed import EagerStep, GraphedStep
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,10 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
                  data.name, data.train_total, data.eval_total, data.eval_split, data.image_shape, total_steps,
                  steps_per_epoch, world, device, sum(p.numel() for p in model.parameters()) / 1e6)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    params = list(model.parameters())
-    clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise ValueError(f"cuda_graphs needs a CUDA device, but this run trains on {device}")
+    train_step = (GraphedStep if cfg.cuda_graphs else EagerStep)(net, optimizer, cfg.grad_clip, cfg.precision == "bf16")
+    noise_shape = (model_cfg.T, cfg.batch_size // world, model_cfg.z_size)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, recon, kl, grad norm since the last report
     n_since, t_since, data_wait = 0, time.perf_counter(), 0.0
     metrics: dict[str, Any] = {}
@@ -129,16 +131,12 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     t_start = time.perf_counter()
     while step < total_steps:
         t_data = time.perf_counter()
-        x = stream.batch(step).to(device, non_blocking=True)
+        x = stream.batch(step)
+        # Only the host's work counts as waiting for data: the copy to a GPU queues behind the previous step.
         data_wait += time.perf_counter() - t_data
-        with autocast:
-            out = net(x, generator=_step_generator(device, cfg.seed, rank, step))
-            loss = out.loss.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        totals += torch.stack([loss.detach(), out.recon.mean().detach(), out.kl.mean().detach(), grad_norm]).double()
+        x = x.to(device, non_blocking=True)
+        eps = torch.randn(noise_shape, generator=_step_generator(device, cfg.seed, rank, step), device=device)
+        totals += torch.stack(train_step(x, eps)).double()  # loss, recon, kl, grad norm
         step += 1
         n_since += 1
         bar.update(1)
