@@ -13,11 +13,13 @@ endif
 
 .PHONY: setup test demo bench lint clean
 
+# Setup talks on stderr, so that `make bench > bench.json` holds only the benchmark's JSON.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
-	touch $(STAMP)
+	@echo "building $(VENV): pip install -e '.[dev]'" >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install -e '.[dev]' >&2
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
@@ -28,7 +30,7 @@ demo: $(STAMP)
 	$(PY) jobs/demo.py $(DEMO_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m draw_service.bench $(BENCH_ARGS)
+	@$(PY) -m draw_service.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check draw_service jobs tests

@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve-n", type=int, default=4, help="images per request")
     a = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    # Only the JSON goes to stdout: what Ray, Serve and the training loop print goes to stderr.
+    sys.stdout.flush()
+    json_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     report: dict[str, Any] = {"machine": machine()}
     t0 = time.perf_counter()
     if "model" in a.only:
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         say("serve: HTTP load")
         report["serve"] = bench_serve(a.serve_requests, a.serve_n)
     report["bench_wall_s"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2), file=json_out, flush=True)
     return 0
 
 

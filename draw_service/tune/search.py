@@ -106,9 +106,11 @@ def make_tuner(cfg: SearchConfig):
            "gpus_per_worker": cfg.gpus_per_worker or 1.0, "cpus_per_worker": cfg.cpus_per_worker,
            "storage": cfg.location.join("trials").uri, "max_failures": 1}
     # The trial function only launches a Train run and waits; the run's workers hold the real resources.
-    # (Tune refuses an empty request, hence a sliver of a CPU.)
+    # Tune refuses an empty request, so it asks for a byte of memory: even a sliver of a CPU would leave
+    # the last Train worker on a full node one sliver short of its CPU, and one trial fewer would run.
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(run_trial, base=cfg.base.to_dict(), run=run, group=cfg.name), {"CPU": 0.01})
+        ray.tune.with_parameters(run_trial, base=cfg.base.to_dict(), run=run, group=cfg.name),
+        {"CPU": 0, "memory": 1})
     if ray.tune.Tuner.can_restore(cfg.location.path, storage_filesystem=loc.fs):
         log.info("resuming the search %s", cfg.location.uri)
         return ray.tune.Tuner.restore(cfg.location.path, trainable, resume_errored=True,
