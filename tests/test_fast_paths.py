@@ -100,3 +100,27 @@ def test_cuda_graph_step_gives_the_eager_numbers(attention):
             torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-4)
     for pe, pc in zip(*(m.parameters() for m in models)):
         torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)
+
+
+def test_graphed_decoder_refuses_a_cpu_model():
+    from draw_service.model.graphed import GraphedDecoder
+
+    with pytest.raises(ValueError, match="CUDA device"):
+        GraphedDecoder(DRAW(CFG))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+def test_graphed_decoder_gives_the_eager_images():
+    from draw_service.model.graphed import GraphedDecoder
+
+    torch.manual_seed(0)
+    model = DRAW(CFG).cuda()
+    decoder = GraphedDecoder(model)
+    for n in (1, 3, 8, 5):  # buckets 1, 4, 8, and 8 again (padded)
+        eps = torch.randn(CFG.T, n, CFG.z_size, device="cuda")
+        with torch.inference_mode():
+            expected, _ = model.decode(eps)
+        torch.testing.assert_close(decoder(eps), expected, rtol=1e-4, atol=1e-5)
+    assert sorted(decoder._graphs) == [1, 4, 8]
+    with pytest.raises(ValueError, match="latents of shape"):
+        decoder(torch.randn(CFG.T + 1, 2, CFG.z_size, device="cuda"))
