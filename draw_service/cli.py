@@ -147,8 +147,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from . import checkpoint
     from .data.config import DataConfig
     from .data.worker import load_worker_data
+    from .device import pick_device
     from .train.evaluate import bound_sums, bounds_from_sums
-    from .train.session import pick_device
 
     device = pick_device(a.device)
     model, state = checkpoint.load_model(a.checkpoint, device)
@@ -190,7 +190,7 @@ def cmd_sample(a: argparse.Namespace) -> None:
     import torch
 
     from . import checkpoint
-    from .train.session import pick_device
+    from .device import pick_device
     from .viz import drawing_frames, gif_bytes, grid_image
 
     if a.n < 1:

@@ -75,6 +75,12 @@ def test_cuda_graphs_refuse_a_cpu_run():
         TrainConfig(device="cpu", cuda_graphs=True).validate()
 
 
+def test_graphed_step_refuses_a_model_on_the_cpu():
+    model = DRAW(CFG)
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+        GraphedStep(model, torch.optim.Adam(model.parameters()), grad_clip=1.0, bf16=False)
+
+
 def test_cuda_graphs_refuse_several_workers():
     from draw_service.train.distributed import RayRun, preflight
 

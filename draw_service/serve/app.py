@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ray import serve
 
 from .. import checkpoint
+from ..device import pick_device
 from ..model.graphed import GraphedDecoder
 from ..viz import drawing_frames, gif_bytes, grid_image, png_bytes
 from .schema import AnimateRequest, SampleRequest, SampleResponse, ServeSettings
@@ -74,8 +75,7 @@ class DRAWService:
 
             self.record = read_best(best)
             checkpoint_uri = self.record["checkpoint"]
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
+        self.device = pick_device(device)
         self.model, state = checkpoint.load_model(checkpoint_uri, self.device)
         # On a GPU, decoding replays CUDA graphs (launches, not maths, dominate small decodes there).
         self.graphed = GraphedDecoder(self.model) if self.device.type == "cuda" else None

@@ -56,6 +56,8 @@ class GraphedStep(EagerStep):
     def __init__(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float, bf16: bool,
                  warmup: int = 3):
         super().__init__(net, optimizer, grad_clip, bf16)
+        if self.params[0].device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, but this run trains on {self.params[0].device}")
         if isinstance(net, torch.nn.parallel.DistributedDataParallel):
             raise ValueError("cuda_graphs captures a single-GPU step: train with one worker, or turn cuda_graphs off")
         self.warmup = warmup

@@ -118,8 +118,6 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
                  data.name, data.train_total, data.eval_total, data.eval_split, data.image_shape, total_steps,
                  steps_per_epoch, world, device, sum(p.numel() for p in model.parameters()) / 1e6)
 
-    if cfg.cuda_graphs and device.type != "cuda":
-        raise ValueError(f"cuda_graphs needs a CUDA device, but this run trains on {device}")
     train_step = (GraphedStep if cfg.cuda_graphs else EagerStep)(net, optimizer, cfg.grad_clip, cfg.precision == "bf16")
     noise_shape = (model_cfg.T, cfg.batch_size // world, model_cfg.z_size)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, recon, kl, grad norm since the last report

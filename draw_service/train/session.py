@@ -15,18 +15,11 @@ from typing import Any
 import torch
 
 from .. import checkpoint, storage
+from ..device import pick_device
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
-
-
-def pick_device(pref: str) -> torch.device:
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible")
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
 
 
 class LocalSession:
