@@ -85,7 +85,9 @@ def test_cuda_graphs_refuse_several_workers():
     from draw_service.train.distributed import RayRun, preflight
 
     with pytest.raises(ValueError, match="one-GPU step"):
-        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=2, gpus_per_worker=1, storage="/nonexistent"))
+        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=2, use_gpu=True, storage="/nonexistent"))
+    with pytest.raises(ValueError, match="one-GPU step"):  # one worker, but on a CPU
+        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=1, use_gpu=False, storage="/nonexistent"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")

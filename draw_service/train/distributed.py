@@ -102,7 +102,7 @@ def preflight(cfg: TrainConfig, run: RayRun) -> None:
     from ..data import shards
     from .loop import check_resumable
 
-    if cfg.cuda_graphs and (run.num_workers > 1 or run.gpus_per_worker <= 0):
+    if cfg.cuda_graphs and (run.num_workers > 1 or not run.use_gpu):
         raise ValueError("cuda_graphs captures a one-GPU step: use --num-workers 1 with --gpus-per-worker 1, "
                          "or drop --cuda-graphs")
     run_loc = storage.check_access(run.storage)

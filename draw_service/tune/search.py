@@ -184,7 +184,8 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     """Run (or resume) a search; returns the best record, also written to `<storage>/<name>/best.json`."""
     if not cfg.base.steps:
         raise ValueError("a search needs a fixed number of steps per trial (base.steps)")
-    preflight(cfg.base, RayRun(storage=cfg.storage, name=cfg.name))
+    preflight(cfg.base, RayRun(num_workers=cfg.workers_per_trial, use_gpu=cfg.gpus_per_worker > 0,
+                               storage=cfg.storage, name=cfg.name))  # checked as a trial's run
     init_ray()
     results = make_tuner(cfg).fit()
     rows, best = summarise(cfg, results)
