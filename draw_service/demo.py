@@ -49,13 +49,12 @@ class Progress:
 
 def run(opts: DemoOptions) -> dict[str, Any]:
     import requests
-    import torch
 
     from . import checkpoint, storage
     from .data import shards
-    from .data.batches import binarize_fixed
     from .data.config import DataConfig
     from .data.sources import data_root
+    from .data.worker import load_worker_data
     from .model import DRAWConfig
     from .serve.launch import ServeOptions, deploy
     from .serve.schema import ServeSettings
@@ -94,10 +93,7 @@ def run(opts: DemoOptions) -> dict[str, Any]:
 
     p.stage(4, "Evaluating the best checkpoint on the MNIST test set (binarised, 10,000 images)")
     model, _ = checkpoint.load_model(best["checkpoint"])
-    from .data.sources import load_source
-
-    test = binarize_fixed(load_source("mnist").test)
-    torch.manual_seed(0)
+    test = load_worker_data(DataConfig(dataset=dataset)).eval  # from the prepared shards, binarised once
     bound = bounds_from_sums(bound_sums(model, test, batch_size=1000))
     p.note(f"test NLL bound {bound['nll_bound']:.2f} nats per image "
            f"(recon {bound['recon']:.2f} + KL {bound['kl']:.2f})")
