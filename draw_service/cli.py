@@ -62,7 +62,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPUs)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the drawing step")
+    g.add_argument("--compile", action="store_true", help="torch.compile the drawing steps")
+    g.add_argument("--compile-steps", type=int, default=8, metavar="K",
+                   help="with --compile: drawing steps per compiled graph (default 8; 1 compiles fastest)")
     g.add_argument("--cuda-graphs", action="store_true",
                    help="capture the whole training step as one CUDA graph (one GPU; the fastest at small batches)")
     t = p.add_argument_group("tracking")
@@ -88,7 +90,8 @@ def train_config_from_args(a: argparse.Namespace, out: str):
         epochs=a.epochs, time_limit_s=a.time_limit * 60 if a.time_limit else None, eval_every=a.eval_every,
         checkpoint_every=a.checkpoint_every,
         keep_checkpoints=a.keep_checkpoints, eval_batch_size=a.eval_batch_size, iw_samples=a.iw_samples,
-        seed=a.seed, device=a.device, precision=a.precision, compile=a.compile, cuda_graphs=a.cuda_graphs,
+        seed=a.seed, device=a.device, precision=a.precision, compile=a.compile, compile_steps=a.compile_steps,
+        cuda_graphs=a.cuda_graphs,
         progress=not a.quiet,
     )
 

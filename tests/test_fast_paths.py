@@ -19,14 +19,15 @@ def loss_and_grads(model, x, eps):
     return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("attention", [True, False])
-def test_compiled_step_gives_the_eager_numbers(attention):
+# 3 steps per graph over T = 4 also runs the shorter last block (its own graph).
+@pytest.mark.parametrize("attention, steps_per_call", [(True, 3), (False, 8)])
+def test_compiled_step_gives_the_eager_numbers(attention, steps_per_call):
     cfg = DRAWConfig(**{**CFG.to_dict(), "attention": attention})
     torch.manual_seed(0)
     eager = DRAW(cfg)
     compiled = DRAW(cfg)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_step()
+    compiled.compile_step(steps_per_call=steps_per_call)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(8, 3, 12, 20, generator=g)
     eps = torch.randn(cfg.T, 8, cfg.z_size, generator=g)
@@ -35,6 +36,19 @@ def test_compiled_step_gives_the_eager_numbers(attention):
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-4)
     for name in grads_e:
         torch.testing.assert_close(grads_c[name], grads_e[name], rtol=1e-4, atol=1e-5, msg=name)
+    # The per-step record (animations) through the compiled blocks: every step, the same canvases.
+    with torch.no_grad():
+        rec_e, rec_c = eager(x, eps, record=True).record, compiled(x, eps, record=True).record
+    assert rec_c.canvases.shape == (cfg.T, 8, 3, 12, 20)
+    torch.testing.assert_close(rec_c.canvases, rec_e.canvases, rtol=1e-4, atol=1e-5)
+    if attention:
+        torch.testing.assert_close(rec_c.read_windows.gx, rec_e.read_windows.gx, rtol=1e-4, atol=1e-4)
+    # Generation runs through compiled blocks as well.
+    with torch.no_grad():
+        (img_e, gen_e), (img_c, gen_c) = eager.decode(eps, record=True), compiled.decode(eps, record=True)
+    torch.testing.assert_close(img_c, img_e, rtol=1e-4, atol=1e-5)
+    assert gen_c.canvases.shape == (cfg.T, 8, 3, 12, 20)
+    torch.testing.assert_close(gen_c.canvases, gen_e.canvases, rtol=1e-4, atol=1e-5)
 
 
 def test_bf16_autocast_stays_close_to_fp32():
@@ -132,3 +146,10 @@ def test_graphed_decoder_gives_the_eager_images():
     assert sorted(decoder._graphs) == [1, 4, 8]
     with pytest.raises(ValueError, match="latents of shape"):
         decoder(torch.randn(CFG.T + 1, 2, CFG.z_size, device="cuda"))
+
+
+def test_compile_step_refuses_a_block_of_no_steps():
+    with pytest.raises(ValueError, match="steps_per_call must be >= 1"):
+        DRAW(CFG).compile_step(steps_per_call=0)
+    with pytest.raises(ValueError, match="compile_steps must be >= 1"):
+        TrainConfig(compile=True, compile_steps=0).validate()

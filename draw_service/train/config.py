@@ -32,7 +32,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "fp32"  # fp32 or bf16 (autocast; for GPUs)
-    compile: bool = False  # torch.compile the training step
+    compile: bool = False  # torch.compile the drawing steps
+    compile_steps: int = 8  # drawing steps per compiled graph: more run faster and take longer to compile
     cuda_graphs: bool = False  # capture the whole training step as one CUDA graph (one GPU)
     progress: bool = True
 
@@ -55,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.compile_steps < 1:
+            raise ValueError(f"compile_steps must be >= 1, got {self.compile_steps}")
         if self.cuda_graphs and self.device == "cpu":
             raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
 

@@ -110,7 +110,7 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])  # after the move: it follows its parameters' device
     if cfg.compile:
-        model.compile_step()  # the T-step loop stays in Python; each step runs as one compiled graph
+        model.compile_step(cfg.compile_steps)  # the loop over blocks of steps stays in Python
     run_config = {**cfg.to_dict(), "model": model_cfg.to_dict(), "world_size": world}
     tracker = Tracker(cfg.tracking, run_config, cfg.out) if rank0 else None
     if rank0:
