@@ -13,7 +13,8 @@ Speed without changing the equations: every linear map of h^dec_t (the write, th
 window, the encoder's input from h^dec and the decoder's own recurrence) is one fused matrix, and
 likewise every map of h^enc_t, so each step runs two big matrix products instead of eight small
 ones. Without attention the read [x, x̂] is linear in x, so x's share of the encoder input is
-computed once rather than T times. `reference.py` holds the straightforward version and
+computed once rather than T times. `compile_step` hands blocks of steps to torch.compile, which fuses
+their pointwise work. `reference.py` holds the straightforward version and
 `tests/test_equivalence.py` checks that both give the same numbers.
 """
 
