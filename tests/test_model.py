@@ -95,6 +95,9 @@ def test_wrong_image_shapes_are_refused_clearly():
         model(torch.zeros(2, 3, 12, 20, dtype=torch.uint8))
     with pytest.raises(ValueError, match="temperature"):
         model.sample(2, temperature=0)
+    for eps in (torch.randn(5, 2, 5), torch.randn(4, 2, 6), torch.randn(4, 0, 5), torch.randn(4, 5)):
+        with pytest.raises(ValueError, match=r"latents of shape \(4, n, 5\) with n >= 1"):
+            model.decode(eps)
     with pytest.raises(ValueError, match="positive integer"):
         DRAWConfig(T=0)
     with pytest.raises(ValueError, match="unknown DRAW model option"):

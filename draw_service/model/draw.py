@@ -153,6 +153,13 @@ class DRAW(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"DRAW expects float images with values in [0, 1], got dtype {x.dtype}")
 
+    def check_latents(self, eps: Tensor) -> None:
+        """Latents for `decode` are `(T, n, z)` with n >= 1."""
+        cfg = self.config
+        if eps.dim() != 3 or eps.shape[0] != cfg.T or eps.shape[2] != cfg.z_size or eps.shape[1] < 1:
+            raise ValueError(f"decode expects latents of shape ({cfg.T}, n, {cfg.z_size}) with n >= 1, "
+                             f"got {tuple(eps.shape)}")
+
     def _write(self, out: Tensor) -> tuple[Tensor, Window | None]:
         """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, C, H, W)` and window."""
         cfg = self.config
@@ -288,10 +295,9 @@ class DRAW(nn.Module):
 
     def decode(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:
         """Generation (section 2.3): run the decoder alone on latents `eps` `(T, n, z)` → images `(n, C, H, W)`."""
+        self.check_latents(eps)
         cfg = self.config
-        T, n, Z = eps.shape
-        if T != cfg.T or Z != cfg.z_size:
-            raise ValueError(f"decode expects latents of shape ({cfg.T}, n, {cfg.z_size}), got {tuple(eps.shape)}")
+        T, n, _ = eps.shape
         # h^dec_0 = 0, so the first decoder recurrence is dec_proj's bias.
         hd_dec = self.dec_proj.bias[self.write_out : self.write_out + 4 * cfg.dec_size].expand(n, -1)
         state = (eps.new_zeros(n, *cfg.image_shape), eps.new_zeros(n, cfg.dec_size), hd_dec)

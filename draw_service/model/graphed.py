@@ -44,9 +44,7 @@ class GraphedDecoder:
     @torch.inference_mode()
     def __call__(self, eps: Tensor) -> Tensor:
         """Images `(n, C, H, W)` in [0, 1] from latents `eps` `(T, n, z)` on the model's device."""
-        cfg = self.model.config
-        if eps.dim() != 3 or eps.shape[0] != cfg.T or eps.shape[2] != cfg.z_size or eps.shape[1] < 1:
-            raise ValueError(f"decode expects latents of shape ({cfg.T}, n, {cfg.z_size}), got {tuple(eps.shape)}")
+        self.model.check_latents(eps)
         n = eps.shape[1]
         b = self.bucket(n)
         if b not in self._graphs:
