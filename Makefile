@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) jobs/demo.py $(DEMO_ARGS)
 
 bench: $(STAMP)
-	@$(PY) -m draw_service.bench $(BENCH_ARGS)
+	@$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check draw_service jobs tests

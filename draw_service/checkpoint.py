@@ -2,22 +2,24 @@
 
 A checkpoint is a folder (Ray Train's unit) holding `checkpoint.pt`: a plain dict of tensors and
 Python values, so `torch.load(..., weights_only=True)` reads it and a checkpoint alone rebuilds its
-model. A URI may name the folder or the file, locally or on S3.
+model: the architecture (`model_config`), the image shape it draws, the weights, and — unless it is a
+weights-only export — the optimiser state, the step and the training configuration. A URI may name
+the folder or the file, locally or on S3.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 import torch
 
 from . import storage
-from .model import DRAW, DRAWConfig
+from .model import DRAW, DRAWConfig, ImageShape
+from .run_dir import RunDir
 
 FORMAT = "draw-service/checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the architecture and the image shape are stored apart (1 kept them in one dict)
 FILENAME = "checkpoint.pt"
 
 
@@ -26,18 +28,28 @@ class CheckpointError(Exception):
 
 
 def build_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, step: int,
-                train_config: dict[str, Any], metrics: dict[str, float] | None = None) -> dict[str, Any]:
+                train_config: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    from .device import describe
+
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     return {
+        "hardware": describe(next(model.parameters()).device),
         "format": FORMAT,
         "version": VERSION,
         "model_config": model.config.to_dict(),
+        "image_shape": list(model.image_shape),
         "train_config": train_config,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer": _portable(optimizer.state_dict()) if optimizer is not None else None,
         "step": step,
         "metrics": dict(metrics or {}),
     }
+
+
+def _portable(optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """Learning rates as plain numbers (a CUDA-graph step keeps them as GPU tensors), so any device resumes."""
+    groups = [{**g, "lr": float(g["lr"])} for g in optimizer_state["param_groups"]]
+    return {**optimizer_state, "param_groups": groups}
 
 
 def to_bytes(state: dict[str, Any]) -> bytes:
@@ -53,24 +65,11 @@ def save(state: dict[str, Any], folder_uri: str | storage.Location) -> str:
     return loc.uri
 
 
-_FOLDER = re.compile(r"^checkpoint_\d+$")
-
-
-def folder_name(step: int) -> str:
-    return f"checkpoint_{step:07d}"
-
-
-def list_folders(parent_uri: str | storage.Location) -> list[str]:
-    """Names of the checkpoint folders (`checkpoint_<step>`) directly under a run folder, oldest first."""
-    return [n for n in storage.list_dir(parent_uri) if _FOLDER.match(n)]
-
-
-def latest(parent_uri: str | storage.Location) -> str | None:
-    """The URI of the newest complete checkpoint folder under a run folder, or None."""
-    parent = storage.resolve(parent_uri)
-    for name in reversed(list_folders(parent)):
-        if storage.exists(parent.join(name, FILENAME)):
-            return parent.join(name).uri
+def latest(run: RunDir) -> str | None:
+    """The URI of the run's newest complete checkpoint folder, or None."""
+    for _, folder in reversed(run.checkpoints()):
+        if storage.exists(folder.join(FILENAME)):
+            return folder.uri
     return None
 
 
@@ -92,19 +91,37 @@ def load(uri: str | storage.Location) -> dict[str, Any]:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{loc.uri} is corrupt or not a PyTorch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]})") from err
+                              f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{loc.uri} is not a draw-service checkpoint (found {keys}); "
                               f"checkpoints are written by `draw-service train`")
+    if state.get("version") == 1:
+        state = _from_version_1(state)
     if state.get("version") != VERSION:
         raise CheckpointError(f"{loc.uri} has checkpoint version {state.get('version')}, this build reads {VERSION}")
     return state
 
 
-def model_from_state(state: dict[str, Any], uri: str = "checkpoint") -> DRAW:
+def _from_version_1(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept the image shape inside the model's configuration and had only the Bernoulli loss."""
+    config = dict(state.get("model_config") or {})
+    shape = [config.pop(k, None) for k in ("channels", "height", "width")]
+    return {**state, "version": 2, "model_config": {**config, "likelihood": "bernoulli"}, "image_shape": shape}
+
+
+def model_config(state: dict[str, Any], uri: str = "checkpoint") -> tuple[DRAWConfig, ImageShape]:
+    """The architecture and image shape a checkpoint describes."""
     try:
-        model = DRAW(DRAWConfig.from_dict(state["model_config"]))
+        return DRAWConfig.from_dict(state["model_config"]), ImageShape(*state["image_shape"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{uri}: its model description is incomplete or invalid ({err})") from err
+
+
+def model_from_state(state: dict[str, Any], uri: str = "checkpoint") -> DRAW:
+    config, shape = model_config(state, uri)
+    try:
+        model = DRAW(config, shape)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{uri}: the weights do not fit the model it describes ({err})") from err
@@ -114,3 +131,25 @@ def model_from_state(state: dict[str, Any], uri: str = "checkpoint") -> DRAW:
 def load_model(uri: str, device: str | torch.device = "cpu") -> tuple[DRAW, dict[str, Any]]:
     state = load(uri)
     return model_from_state(state, str(uri)).to(device), state
+
+
+def check_resumable(state: dict[str, Any], config: DRAWConfig, shape: ImageShape, dataset: str) -> None:
+    """A run resumes only the model it was training, on images of the shape it was drawing."""
+    saved_config, saved_shape = model_config(state)
+    if tuple(saved_shape) != tuple(shape):
+        raise ValueError(f"dataset {dataset} has images of shape {tuple(shape)} (C, H, W) but the run's "
+                         f"checkpoint draws {tuple(saved_shape)}: use the run's own dataset or another output "
+                         f"location")
+    if saved_config != config:
+        now = config.to_dict()
+        changed = {k: (v, now[k]) for k, v in saved_config.to_dict().items() if now[k] != v}
+        raise ValueError(f"the run's checkpoint holds a different model (checkpoint vs now: {changed}); "
+                         f"resume with the same model options or use another output location")
+
+
+def export_weights(state: dict[str, Any], folder_uri: str | storage.Location) -> str:
+    """A weights-only copy of a checkpoint: fp32 weights, the model's description, its metrics and how it
+    was trained, no optimiser state (a few MB for the paper's models); every loader takes it."""
+    slim = {**state, "optimizer": None,
+            "model": {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}}
+    return save(slim, folder_uri)

@@ -9,27 +9,31 @@ endpoint stays up until Ctrl-C).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .settings import Settings, option
 
 STAGES = 6
 
 
-@dataclasses.dataclass
-class DemoOptions:
-    out: str = "demo-out"  # pictures, the local store, the search
-    trials: int = 4
-    steps: int = 1800  # per trial, at most
-    eval_every: int = 300  # an ASHA rung every evaluation
-    batch_size: int = 64
-    concurrent: int = 2
-    port: int = 8000
-    keep_serving: bool = False
-    wandb: bool = False
+@dataclass
+class DemoConfig(Settings):
+    what = "demo"
+
+    out: str = option("demo-out", help="output folder: pictures, the local store, the search")
+    trials: int = option(4, min=1, help="trials in the search")
+    steps: int = option(1800, min=1, help="training steps per trial, at most")
+    eval_every: int = option(300, min=1, help="steps between evaluations (an ASHA rung each)")
+    batch_size: int = option(64, min=1, cli=False, help="batch size of every trial")
+    concurrent: int = option(2, min=1, cli=False, help="trials at once")
+    port: int = option(8000, min=1, help="the HTTP service's port")
+    keep_serving: bool = option(False, help="keep the endpoint up until Ctrl-C")
+    wandb: bool = option(False, help="log the trials to W&B (offline files)")
 
 
 class Progress:
@@ -47,7 +51,7 @@ class Progress:
         return f"{s // 60:d}:{s % 60:02d}"
 
 
-def run(opts: DemoOptions) -> dict[str, Any]:
+def run(opts: DemoConfig) -> dict[str, Any]:
     import requests
 
     from . import checkpoint, storage
@@ -55,14 +59,14 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     from .data.config import DataConfig
     from .data.sources import data_root
     from .data.worker import load_worker_data
-    from .model import DRAWConfig
-    from .serve.launch import ServeOptions, deploy
-    from .serve.schema import ServeSettings
+    from .ray_cluster import connect
+    from .serve.config import ServeConfig, ServeSettings
+    from .serve.launch import deploy
     from .tracking import TrackingConfig
-    from .train.config import TrainConfig
-    from .train.distributed import init_ray
+    from .train.config import RayConfig, TrainConfig
     from .train.evaluate import bound_sums, bounds_from_sums
-    from .tune.search import SearchConfig, run_search
+    from .tune.config import SearchConfig
+    from .tune.search import run_search
 
     p = Progress()
     out = Path(opts.out).resolve()
@@ -76,7 +80,7 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     p.note(shards.describe(manifest, dataset))
 
     p.stage(2, f"Starting a local Ray cluster ({os.cpu_count()} CPUs)")
-    init_ray()
+    connect()
 
     search_dir = store / "demo-search"
     if search_dir.exists():
@@ -84,11 +88,12 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         storage.delete(str(search_dir))
     p.stage(3, f"Searching: {opts.trials} trials of up to {opts.steps} steps, {opts.concurrent} at a time, "
                f"ASHA stopping the weak ones at each evaluation (every {opts.eval_every} steps)")
-    base = TrainConfig(model=DRAWConfig(), data=DataConfig(dataset=dataset, validation_stride=10, test_limit=1000),
-                       tracking=TrackingConfig(wandb=opts.wandb, media_every=opts.steps), batch_size=opts.batch_size,
-                       steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, progress=False)
-    best = run_search(SearchConfig(base=base, name="demo-search", storage=str(store), space="mnist-demo",
-                                   num_trials=opts.trials, max_concurrent=opts.concurrent, algorithm="optuna"))
+    base = TrainConfig(data=DataConfig(dataset=dataset, validation_stride=10, test_limit=1000),
+                       tracking=TrackingConfig(wandb=opts.wandb, media_every=opts.steps),
+                       ray=RayConfig(num_workers=1, max_failures=1), out=str(search_dir), batch_size=opts.batch_size,
+                       steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, quiet=True)
+    best = run_search(SearchConfig(base=base, space="mnist-demo", trials=opts.trials, max_concurrent=opts.concurrent,
+                                   algorithm="optuna"))
     p.note(f"best trial {best['trial_id']}: validation NLL bound {best['value']:.2f} nats, {best['checkpoint']}")
 
     p.stage(4, "Evaluating the best checkpoint on the MNIST test set (binarised, 10,000 images)")
@@ -99,8 +104,8 @@ def run(opts: DemoOptions) -> dict[str, Any]:
            f"(recon {bound['recon']:.2f} + KL {bound['kl']:.2f})")
 
     p.stage(5, "Serving the best checkpoint with Ray Serve and asking it for pictures over HTTP")
-    url = deploy(ServeOptions(best=best["best_record"], port=opts.port,
-                              settings=ServeSettings(max_batch_size=16, batch_wait_timeout_s=0.01)))
+    url = deploy(ServeConfig(best=best["best_record"], port=opts.port,
+                             settings=ServeSettings(max_batch_size=16, batch_wait_timeout_s=0.01)))
     grid = requests.post(f"{url}/sample", json={"n": 64, "seed": 0}, headers={"Accept": "image/png"}, timeout=120)
     grid.raise_for_status()
     (out / "samples.png").write_bytes(grid.content)
@@ -133,3 +138,8 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     serve.shutdown()
     ray.shutdown()
     return summary
+
+
+def demo_command(opts: DemoConfig) -> None:
+    """`draw-service demo` (`make demo`): the summary is printed as the demo ends."""
+    run(opts)

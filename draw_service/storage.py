@@ -52,9 +52,12 @@ def _endpoint() -> tuple[str | None, str | None]:
 
 
 @lru_cache(maxsize=8)
-def _s3(endpoint: str | None, scheme: str | None, region: str | None, key: str | None, secret: str | None):
+def _s3(endpoint: str | None, scheme: str | None, region: str | None, _credentials: int):
+    # No keys are handed to the filesystem: it finds credentials itself (the AWS variables, a credentials
+    # file, an instance profile, IRSA) wherever it runs. Ray pickles this object into Train and Tune state
+    # in storage (tuner.pkl, experiment state), so a key given here would be written there in plain text.
     return pafs.S3FileSystem(
-        access_key=key, secret_key=secret, region=region, endpoint_override=endpoint, scheme=scheme or "https",
+        region=region, endpoint_override=endpoint, scheme=scheme or "https",
         connect_timeout=5, request_timeout=30, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5),
     )
 
@@ -62,7 +65,10 @@ def _s3(endpoint: str | None, scheme: str | None, region: str | None, key: str |
 def s3_filesystem() -> pafs.S3FileSystem:
     endpoint, scheme = _endpoint()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return _s3(endpoint, scheme, region, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    # Keyed by a hash of the credentials in the environment, so a change of keys gets a fresh client.
+    credentials = hash((os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                        os.environ.get("AWS_SESSION_TOKEN"), os.environ.get("AWS_PROFILE")))
+    return _s3(endpoint, scheme, region, credentials)
 
 
 def resolve(uri: str | os.PathLike | Location) -> Location:

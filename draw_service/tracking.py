@@ -1,9 +1,9 @@
 """Experiment tracking: Weights & Biases (offline files unless told otherwise) and local pictures.
 
 Only rank 0 of a run tracks. Without `WANDB_MODE` set, W&B runs offline and writes its run folder
-under `<out>/wandb` (or a local cache folder when `out` is on S3); `wandb sync <folder>` uploads it
-later. The API key is never read, printed or stored here: wandb finds it itself when online.
-The same pictures W&B gets (sample grids, drawing GIFs) are written to `<out>/media/` either way.
+under `<out>/wandb` (`run_dir.py`); `wandb sync <folder>` uploads it later. The API key is never read,
+printed or stored here: wandb finds it itself when online. The same pictures W&B gets (sample grids,
+drawing GIFs) are written to `<out>/media/` either way.
 """
 
 from __future__ import annotations
@@ -13,24 +13,29 @@ import io
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from . import storage
+from .run_dir import RunDir
+from .settings import Settings, option
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrackingConfig:
-    wandb: bool = True  # log to Weights & Biases (offline files when there is no key or network)
-    project: str = "draw-service"
-    group: str | None = None  # a Tune search puts its trials in one group
-    run_name: str | None = None
-    media_every: int | None = None  # steps between sample grids and drawing GIFs; default: each evaluation
-    media_samples: int = 64
+class TrackingConfig(Settings):
+    what = "tracking"
+
+    wandb: bool = option(True, help="log to Weights & Biases, offline files unless WANDB_MODE says otherwise")
+    wandb_project: str = option("draw-service", help="the W&B project")
+    group: str | None = option(None, cli=False, help="a W&B group: a search puts its trials in one")
+    run_name: str | None = option(None, cli=False, help="the W&B run's name (default: the run folder's name)")
+    media_every: int | None = option(None, min=1, help="steps between sample pictures (default: each evaluation)")
+    log_every: int = option(50, min=1, help="steps between training-loss points (W&B and the progress bar)")
+    media_samples: int = option(64, min=1, cli=False, help="images in each sample grid")
 
 
 def stable_run_id(out_uri: str) -> str:
@@ -38,28 +43,21 @@ def stable_run_id(out_uri: str) -> str:
     return "draw-" + hashlib.sha1(out_uri.encode()).hexdigest()[:10]
 
 
-def wandb_dir(out: storage.Location) -> Path:
-    if out.is_s3:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "draw-service" / "wandb"
-        return base / stable_run_id(out.uri)
-    return Path(out.path)
-
-
 class Tracker:
     """Metrics and pictures of one run, to W&B and to `<out>/media`."""
 
-    def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], out_uri: str):
+    def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], run: RunDir):
         self.cfg = cfg
-        self.out = storage.resolve(out_uri)
+        self.out = run
         self.run = None
         if cfg.wandb:
             import wandb
 
             mode = os.environ.get("WANDB_MODE", "offline")
-            folder = wandb_dir(self.out)
+            folder = run.wandb_local_dir()
             folder.mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(
-                project=cfg.project, group=cfg.group, name=cfg.run_name or self.out.name, config=run_config,
+                project=cfg.wandb_project, group=cfg.group, name=cfg.run_name or run.name, config=run_config,
                 dir=str(folder), mode=mode, id=stable_run_id(self.out.uri), resume="allow",
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
             )
@@ -73,7 +71,7 @@ class Tracker:
     def log_media(self, grid: Image.Image, gif: bytes, step: int) -> None:
         from .viz import png_bytes
 
-        media = self.out.join("media")
+        media = self.out.media
         storage.write_bytes(media.join(f"samples_{step:07d}.png"), png_bytes(grid))
         storage.write_bytes(media.join(f"drawing_{step:07d}.gif"), gif)
         if self.run is not None:

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# The offline datasets beside the clone (as on CI machines), when nobody said otherwise; the Makefile does the same.
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+if "DRAW_DATA_ROOT" not in os.environ and _SHARED.is_dir():
+    os.environ["DRAW_DATA_ROOT"] = str(_SHARED)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -25,7 +29,7 @@ def mnist():
 def s3():
     """A SeaweedFS S3 server on free loopback ports, with bucket `draw`; its settings are in os.environ
     (before Ray starts, so Ray's workers inherit the credentials as they would from a node's environment)."""
-    from draw_service.seaweed import SeaweedS3
+    from devtools.s3_server import SeaweedS3
 
     server = SeaweedS3(bucket="draw").start()
     saved = {k: os.environ.get(k) for k in server.env}
@@ -74,3 +78,11 @@ def mnist_s3(s3, tmp_path_factory):
     uri = "s3://draw/datasets/mnist-small"
     shards.prepare_source("mnist", uri, train_limit=2000, test_limit=500, shard_size=500, progress=False)
     return uri
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/integration/ is an integration test: `pytest -m "not integration"` runs the
+    fast unit tests alone."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .. import storage
-from .config import DataConfig
-from .sources import DatasetError, ImageArrays, load_source
+from .config import PrepareConfig
+from .sources import DatasetError, ImageArrays, Part, default_binarize, load_source
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def prepare(arrays: ImageArrays, dest: str, shard_size: int = DEFAULT_SHARD_SIZE
             splits[split] = {"count": int(len(images)), "shards": shards}
     manifest = {
         "format": FORMAT, "version": VERSION, "name": arrays.name, "source": arrays.source,
-        "image_shape": list(arrays.image_shape), "binarize": arrays.name == "mnist",
+        "image_shape": list(arrays.image_shape), "binarize": default_binarize(arrays.name),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "splits": splits,
     }
     storage.write_bytes(loc.join(MANIFEST), json.dumps(manifest, indent=2).encode())
@@ -146,60 +146,69 @@ def verify(uri: str, manifest: dict[str, Any] | None = None) -> None:
             _read_shard(loc, shard, tuple(manifest["image_shape"]))
 
 
-def _read_split(loc: storage.Location, manifest: dict, split: str, rank: int, world: int,
-                limit: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """This worker's images of a split with their indices, and the split's size (after `limit`).
+class ShardReader:
+    """A prepared dataset, read by workers: each reads only the shards it needs."""
 
-    Whole shards go round the workers when there are enough of them; otherwise, or with a `limit`,
-    each worker takes every world-th row of the shards needed."""
-    info = manifest["splits"][split]
-    shape = tuple(manifest["image_shape"])
-    total = min(limit, info["count"]) if limit is not None else info["count"]
-    shards, covered = [], 0
-    for shard in info["shards"]:
-        if covered >= total:
-            break
-        shards.append(shard)
-        covered += shard["count"]
-    if limit is None and len(shards) >= world:
-        parts = [_read_shard(loc, s, shape) for s in shards[rank::world]]
-    else:
-        images, indices = (np.concatenate(a) for a in zip(*[_read_shard(loc, s, shape) for s in shards]))
-        parts = [(images[:total][rank::world], indices[:total][rank::world])]
-    if not parts:
-        return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), total
-    images, indices = (np.concatenate(a) for a in zip(*parts))
-    return images, indices, total
+    def __init__(self, uri: str):
+        self.manifest = read_manifest(uri)
+        self.loc = storage.resolve(uri)
+        self.name = self.manifest["name"]
+        self.image_shape = tuple(self.manifest["image_shape"])
+        self.binarize = bool(self.manifest["binarize"])
+
+    def read(self, split: str, rank: int, world: int, limit: int | None) -> Part:
+        """This worker's images of a split with their indices, and the split's size (after `limit`).
+
+        Whole shards go round the workers when there are enough of them; otherwise, or with a `limit`,
+        each worker takes every world-th row of the shards needed."""
+        info = self.manifest["splits"][split]
+        total = min(limit, info["count"]) if limit is not None else info["count"]
+        shards, covered = [], 0
+        for shard in info["shards"]:
+            if covered >= total:
+                break
+            shards.append(shard)
+            covered += shard["count"]
+        if limit is None and len(shards) >= world:
+            parts = [_read_shard(self.loc, s, self.image_shape) for s in shards[rank::world]]
+        else:
+            images, indices = (np.concatenate(a) for a in zip(*[_read_shard(self.loc, s, self.image_shape)
+                                                                 for s in shards]))
+            parts = [(images[:total][rank::world], indices[:total][rank::world])]
+        if not parts:
+            return Part(np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int64), total)
+        images, indices = (np.concatenate(a) for a in zip(*parts))
+        return Part(images, indices, total)
+
+    def check_listing(self) -> None:
+        """Every shard the manifest lists is there (without reading it): a driver's check before workers start."""
+        for split in self.manifest["splits"].values():
+            for shard in split["shards"]:
+                where = self.loc.join(shard["path"])
+                if not storage.exists(where):
+                    raise DatasetError(f"shard {where.uri} listed in the manifest is missing; "
+                                       f"re-run `draw-service prepare`")
 
 
-def load_worker_data(cfg: DataConfig, rank: int = 0, world_size: int = 1):
-    """This worker's training shards, and its share of the evaluation split (the test split, or the
-    validation images held out of its own training shards)."""
-    from .worker import assemble, split_validation
+def prepare_command(cfg: PrepareConfig) -> dict[str, Any]:
+    """`draw-service prepare`: the source into shards, a line about them on stderr, a summary for stdout."""
+    import sys
 
-    manifest = read_manifest(cfg.dataset)
-    loc = storage.resolve(cfg.dataset)
-    binarize = manifest["binarize"] if cfg.binarize is None else cfg.binarize
-    train, train_idx, total = _read_split(loc, manifest, "train", rank, world_size, cfg.train_limit)
-    if cfg.validation_stride:
-        k = cfg.validation_stride
-        train, train_idx, evals, eval_idx = split_validation(train, train_idx, k)
-        held = (total + k - 1) // k  # indices 0, k, 2k, ... below total
-        eval_total = held
-        if cfg.test_limit is not None:  # the first test_limit validation images, wherever they live
-            keep = eval_idx < cfg.test_limit * k
-            evals, eval_idx, eval_total = evals[keep], eval_idx[keep], min(held, cfg.test_limit)
-        return assemble(manifest["name"], manifest["image_shape"], binarize, train, train_idx, total - held,
-                        evals, eval_idx, eval_total, "validation")
-    evals, eval_idx, eval_total = _read_split(loc, manifest, "test", 0, 1, cfg.test_limit)
-    return assemble(manifest["name"], manifest["image_shape"], binarize, train, train_idx, total,
-                    evals[rank::world_size], eval_idx[rank::world_size], eval_total, "test")
+    from ..settings import require
+
+    require(cfg, "dest")
+    manifest = prepare_source(cfg.dataset, cfg.dest, image_size=cfg.image_size, shard_size=cfg.shard_size,
+                              train_limit=cfg.train_limit, test_limit=cfg.test_limit, force=cfg.force,
+                              progress=not cfg.quiet)
+    print(describe(manifest, cfg.dest), file=sys.stderr)
+    return {"dataset": cfg.dest, "name": manifest["name"], "image_shape": manifest["image_shape"],
+            **{f"{k}_count": v["count"] for k, v in manifest["splits"].items()}}
 
 
 def prepare_source(spec: str, dest: str, image_size=None, shard_size: int = DEFAULT_SHARD_SIZE,
                    train_limit: int | None = None, test_limit: int | None = None,
                    force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """`draw-service prepare`: any source the data layer reads → shards under `dest`."""
+    """Any source the data layer reads → shards under `dest`."""
     storage.check_access(dest)  # before loading anything: fail fast on bad storage
     arrays = load_source(spec, image_size=image_size)
     if train_limit is not None or test_limit is not None:

@@ -1,7 +1,8 @@
 """Image datasets as uint8 arrays: torchvision datasets by name, keras-style .npz files, image folders.
 
 Every source becomes an `ImageArrays`: `(N, C, H, W)` uint8 images and int64 labels for a train and a
-test split. The dataset root comes from `DRAW_DATA_ROOT` (default: a per-user cache folder); torchvision
+test split; `ArrayReader` hands them to training workers (`worker.py`) as `ShardReader` does a prepared
+dataset. The dataset root comes from `DRAW_DATA_ROOT` (default: a per-user cache folder); torchvision
 downloads into it where it can and reads what is already there where it cannot.
 """
 
@@ -11,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +26,19 @@ FOLDER_TEST_FRACTION = 0.1  # an image folder has no test split: a seeded 10% of
 
 class DatasetError(Exception):
     """A dataset cannot be found, downloaded or read; the message says what to do."""
+
+
+def default_binarize(name: str) -> bool:
+    """Whether a dataset is binarised unless told otherwise: MNIST, as in the paper's likelihoods."""
+    return name == "mnist"
+
+
+class Part(NamedTuple):
+    """A worker's share of a split: images `(n, C, H, W)` uint8, their indices in the split, the split's size."""
+
+    images: np.ndarray
+    indices: np.ndarray
+    total: int
 
 
 @dataclass
@@ -43,6 +58,20 @@ class ImageArrays:
         if split not in ("train", "test"):
             raise DatasetError(f"unknown split {split!r}: use 'train' or 'test'")
         return (self.train, self.train_labels) if split == "train" else (self.test, self.test_labels)
+
+
+class ArrayReader:
+    """A source held in memory, read by workers: worker `rank` takes every `world`-th image."""
+
+    def __init__(self, arrays: ImageArrays):
+        self.arrays = arrays
+        self.name, self.image_shape = arrays.name, arrays.image_shape
+        self.binarize = default_binarize(arrays.name)
+
+    def read(self, split: str, rank: int, world: int, limit: int | None) -> Part:
+        images = self.arrays.split(split)[0][:limit]
+        indices = np.arange(len(images))
+        return Part(images[rank::world], indices[rank::world], len(images))
 
 
 def data_root() -> Path:

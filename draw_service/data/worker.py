@@ -1,4 +1,12 @@
-"""What one training worker holds: its part of the training images and of the evaluation split."""
+"""What one training worker holds, from any dataset: the one entry point, `load_worker_data`.
+
+A dataset is opened as a *reader*: `ShardReader` for a prepared dataset (Parquet shards plus a manifest,
+each worker reading only its own shards) or `ArrayReader` for a source loaded whole into memory (a
+dataset by name, a .npz file, an image folder). A reader hands out a worker's share of a split with
+each image's index in it; this module makes that the worker's training images and its evaluation
+images — the test split, or a validation split held out of the training images by index — binarised
+as the data calls for.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,8 @@ import numpy as np
 
 from .batches import binarize_fixed
 from .config import DataConfig
-from .sources import load_source
+from .shards import ShardReader, is_prepared
+from .sources import ArrayReader, DatasetError, Part, load_source
 
 
 @dataclass
@@ -23,42 +32,54 @@ class WorkerData:
     eval_total: int
 
 
-def default_binarize(name: str) -> bool:
-    return name == "mnist"
+def open_reader(spec: str, image_size: tuple[int, int] | None = None) -> ShardReader | ArrayReader:
+    """A prepared dataset's shards, or any other source loaded into memory."""
+    if is_prepared(spec):
+        return ShardReader(spec)
+    if spec.startswith("s3://"):
+        raise DatasetError(f"{spec} holds no prepared dataset (no manifest.json there): prepare one with "
+                           f"`draw-service prepare --dataset SOURCE --dest {spec}`")
+    return ArrayReader(load_source(spec, image_size=image_size))
 
 
-def split_validation(images: np.ndarray, indices: np.ndarray, stride: int):
-    """(train, validation) images and indices: index % stride == 0 is held out."""
-    held = indices % stride == 0
-    return images[~held], indices[~held], images[held], indices[held]
+def check_dataset(cfg: DataConfig) -> ShardReader | None:
+    """What a driver can check before any worker starts: a prepared dataset's manifest and that every shard it
+    lists is there (returned, for its image shape); None for a source the workers load themselves."""
+    if is_prepared(cfg.dataset):
+        reader = ShardReader(cfg.dataset)
+        reader.check_listing()
+        if cfg.binarize is not None:
+            reader.binarize = cfg.binarize
+        return reader
+    if cfg.dataset.startswith("s3://"):
+        open_reader(cfg.dataset)  # raises: an S3 dataset must be prepared
+    return None
 
 
-def assemble(name: str, shape, binarize: bool, train: np.ndarray, train_idx: np.ndarray, train_total: int,
-             evals: np.ndarray, eval_idx: np.ndarray, eval_total: int, eval_split: str) -> WorkerData:
-    if binarize:
-        evals = binarize_fixed(evals, eval_idx)
-    return WorkerData(name, tuple(shape), binarize, train, evals, eval_split, train_total, eval_total)
+def split_validation(part: Part, stride: int) -> tuple[Part, Part]:
+    """(train, validation) of a worker's part: images whose index % stride == 0 are held out."""
+    held = part.indices % stride == 0
+    return (Part(part.images[~held], part.indices[~held], part.total),
+            Part(part.images[held], part.indices[held], part.total))
 
 
 def load_worker_data(cfg: DataConfig, rank: int = 0, world_size: int = 1) -> WorkerData:
-    """Worker `rank` of `world_size` gets its share of the training images and of the evaluation split.
-
-    A prepared dataset (Parquet shards with a manifest) is read shard by shard, each worker reading
-    only its own shards; any other source is loaded whole and sliced (every world_size-th image).
-    """
-    from . import shards
-
-    if shards.is_prepared(cfg.dataset):
-        return shards.load_worker_data(cfg, rank, world_size)
-    arrays = load_source(cfg.dataset, image_size=cfg.image_size)
-    binarize = default_binarize(arrays.name) if cfg.binarize is None else cfg.binarize
-    train = arrays.train[: cfg.train_limit]
-    idx = np.arange(len(train))
+    """Worker `rank` of `world_size`: its share of the training images and of the evaluation split."""
+    reader = open_reader(cfg.dataset, cfg.image_size)
+    binarize = reader.binarize if cfg.binarize is None else cfg.binarize
+    train = reader.read("train", rank, world_size, cfg.train_limit)
     if cfg.validation_stride:
-        train, idx, evals, eval_idx = split_validation(train, idx, cfg.validation_stride)
-        evals, eval_idx, split = evals[: cfg.test_limit], eval_idx[: cfg.test_limit], "validation"
+        k = cfg.validation_stride
+        train, evals = split_validation(train, k)
+        held = (train.total + k - 1) // k  # indices 0, k, 2k, ... below the split's size
+        train_total, eval_total, split = train.total - held, held, "validation"
+        if cfg.test_limit is not None:  # the first test_limit validation images, wherever they live
+            keep = evals.indices < cfg.test_limit * k
+            evals, eval_total = Part(evals.images[keep], evals.indices[keep], evals.total), min(held, cfg.test_limit)
     else:
-        evals = arrays.test[: cfg.test_limit]
-        eval_idx, split = np.arange(len(evals)), "test"
-    return assemble(arrays.name, arrays.image_shape, binarize, train[rank::world_size], idx[rank::world_size],
-                    len(train), evals[rank::world_size], eval_idx[rank::world_size], len(evals), split)
+        test = reader.read("test", 0, 1, cfg.test_limit)
+        evals = Part(test.images[rank::world_size], test.indices[rank::world_size], test.total)
+        train_total, eval_total, split = train.total, test.total, "test"
+    eval_images = binarize_fixed(evals.images, evals.indices) if binarize else evals.images
+    return WorkerData(reader.name, tuple(reader.image_shape), binarize, train.images, eval_images, split,
+                      train_total, eval_total)

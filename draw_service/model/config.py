@@ -1,67 +1,73 @@
-"""The model's configuration, with the paper's names (Gregor et al., 2015, section 2 and table 3)."""
+"""The model's architecture, with the paper's names (Gregor et al., 2015, section 2 and table 3).
+
+The architecture says nothing of the images: their shape `(C, H, W)` comes from the data and is given
+when the network is built (`DRAW(config, image_shape)`), so one architecture fits any dataset.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..settings import Settings, option
+
+LIKELIHOODS = ("auto", "bernoulli", "logistic")
+
+
+class ImageShape(NamedTuple):
+    """`(C, H, W)`: the paper's B is H (rows, the y axis), its A is W (columns, the x axis)."""
+
+    channels: int
+    height: int
+    width: int
+
 
 
 @dataclass(frozen=True)
-class DRAWConfig:
-    """Everything needed to rebuild a DRAW network; stored in every checkpoint.
+class DRAWConfig(Settings):
+    """Everything that defines a DRAW network but the image shape; stored in every checkpoint.
 
-    `height` is the paper's B (rows, the y axis), `width` its A (columns, the x axis).
     Defaults are the paper's binarised-MNIST model with attention (table 3).
     """
 
-    height: int = 28
-    width: int = 28
-    channels: int = 1
-    T: int = 64
-    enc_size: int = 256
-    dec_size: int = 256
-    z_size: int = 100
-    attention: bool = True
-    read_n: int = 2
-    write_n: int = 5
+    what = "DRAW model"
 
-    def __post_init__(self) -> None:
-        for name in ("height", "width", "channels", "T", "enc_size", "dec_size", "z_size", "read_n", "write_n"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"DRAWConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.attention, bool):
-            raise ValueError(f"DRAWConfig.attention must be True or False, got {self.attention!r}")
-        longest = max(self.height, self.width)
+    T: int = option(64, min=1, help="drawing steps")
+    enc_size: int = option(256, min=1, help="encoder LSTM units")
+    dec_size: int = option(256, min=1, help="decoder LSTM units")
+    z_size: int = option(100, min=1, help="latent size per step")
+    attention: bool = option(True, help="Gaussian attention read and write (--no-attention: read and write whole "
+                                        "images)")
+    read_n: int = option(2, min=1, help="read patch N×N (attention)")
+    write_n: int = option(5, min=1, help="write patch N×N (attention)")
+    # The network's own default is the paper's; a training run's is "auto" (train/config.py), settled by the data.
+    likelihood: str = option("bernoulli", choices=LIKELIHOODS,
+                             help="p(x | canvas): bernoulli (the paper's, for binary pixels) or logistic (a "
+                                  "discretised logistic per 8-bit sub-pixel, for real likelihoods in bits/dim); "
+                                  "auto picks bernoulli for binarised data and logistic otherwise")
+
+    def for_data(self, binarized: bool) -> DRAWConfig:
+        """The architecture with `likelihood` settled for the data: what a checkpoint records."""
+        if self.likelihood != "auto":
+            return self
+        return self.replace(likelihood="bernoulli" if binarized else "logistic")
+
+    def check_fits(self, shape: tuple[int, int, int]) -> None:
+        """Attention patches must fit the image `(C, H, W)` they read and write."""
+        shape = ImageShape(*shape)
+        longest = max(shape.height, shape.width)
         if self.attention and (self.read_n > longest or self.write_n > longest):
-            raise ValueError(
-                f"attention patches read_n={self.read_n}, write_n={self.write_n} are larger than the "
-                f"{self.height}x{self.width} image"
-            )
+            raise ValueError(f"attention patches read_n={self.read_n}, write_n={self.write_n} are larger than the "
+                             f"{shape.height}x{shape.width} image")
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.height, self.width)
-
-    @property
-    def read_size(self) -> int:
+    def read_size(self, shape: tuple[int, int, int]) -> int:
         """Values the read operation hands the encoder per image: 2·C·N² with attention, 2·C·H·W without."""
-        n2 = self.read_n**2 if self.attention else self.height * self.width
-        return 2 * self.channels * n2
+        shape = ImageShape(*shape)
+        n2 = self.read_n**2 if self.attention else shape.height * shape.width
+        return 2 * shape.channels * n2
 
-    @property
-    def write_size(self) -> int:
+    def write_size(self, shape: tuple[int, int, int]) -> int:
         """Values the decoder emits per step to write: C·N² with attention (the patch), C·H·W without."""
-        n2 = self.write_n**2 if self.attention else self.height * self.width
-        return self.channels * n2
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DRAWConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DRAW model option(s) {unknown}; known options are {sorted(known)}")
-        return cls(**d)
+        shape = ImageShape(*shape)
+        n2 = self.write_n**2 if self.attention else shape.height * shape.width
+        return shape.channels * n2

@@ -7,7 +7,8 @@
     h^dec_t = LSTM_dec(h^dec_{t−1}, z_t)
     c_t = c_{t−1} + write(h^dec_t)
 
-Loss per image, in nats: BCE(x, σ(c_T)) summed over pixels + Σ_t KL(Q(z_t|h^enc_t) ‖ N(0, I)).
+Loss per image, in nats: −log p(x | c_T) + Σ_t KL(Q(z_t|h^enc_t) ‖ N(0, I)), where p is the paper's
+Bernoulli or a discretised logistic for 8-bit images (`likelihood.py`).
 
 Speed without changing the equations: every linear map of h^dec_t (the write, the next step's read
 window, the encoder's input from h^dec and the decoder's own recurrence) is one fused matrix, and
@@ -27,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import DRAWConfig
+from . import likelihood
+from .config import DRAWConfig, ImageShape
 from .filterbank import FilterGrid, Window, read_glimpse, write_patch
 
 N_ATTN = 5  # g̃_X, g̃_Y, log σ², log δ̃, log γ
@@ -44,7 +46,7 @@ class DrawingRecord:
 
 @dataclass
 class DRAWOutput:
-    recon: Tensor  # (B,) −log p(x | c_T): BCE summed over pixels, nats
+    recon: Tensor  # (B,) −log p(x | c_T), nats
     kl: Tensor  # (B,) Σ_t KL(Q(z_t) ‖ N(0, I)), nats
     canvas: Tensor  # (B, C, H, W) final canvas logits c_T
     mu: Tensor  # (T, B, z)
@@ -82,34 +84,47 @@ def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 class DRAW(nn.Module):
     """DRAW with attention-based or plain read and write, for `(B, C, H, W)` images in [0, 1].
 
+    Built from an architecture and the shape of the images it draws: `DRAW(config, (C, H, W))`.
+
     Parameters (the fused layout; `reference.py` maps the textbook layout onto it):
       enc_in    r_t → encoder gates                          (4·enc, read_size), no bias
       enc_proj  h^enc_t → [μ_t | log σ_t | encoder recurrence]  (2·z + 4·enc, enc)
       dec_in    z_t → decoder gates                          (4·dec, z), no bias
       dec_proj  h^dec_t → [write | decoder recurrence | read window | encoder input]
                 (write_size + 5·att + 4·dec + 5·att + 4·enc, dec)
+      log_scale the logistic likelihood's per-sub-pixel log s  (C, H, W), only with likelihood "logistic"
     The first two blocks of dec_proj are contiguous so generation, which needs only them, uses a view.
     LSTM gates are ordered [i, f, o, g].
     """
 
-    def __init__(self, config: DRAWConfig):
+    def __init__(self, config: DRAWConfig, image_shape: tuple[int, int, int]):
         super().__init__()
+        if config.likelihood not in ("bernoulli", "logistic"):
+            raise ValueError(f"a DRAW network needs likelihood bernoulli or logistic, got {config.likelihood!r} "
+                             f"(settle 'auto' for the data with DRAWConfig.for_data)")
+        self.shape = shape = ImageShape(*(int(v) for v in image_shape))
+        if min(shape) < 1:
+            raise ValueError(f"image shape (C, H, W) must be positive, got {tuple(image_shape)}")
+        config.check_fits(shape)
         self.config = cfg = config
+        self.read_size, self.write_size = cfg.read_size(shape), cfg.write_size(shape)
         att = N_ATTN if cfg.attention else 0
-        self.write_out = cfg.write_size + att  # the patch (or canvas delta), then the write window
-        self.enc_in = nn.Linear(cfg.read_size, 4 * cfg.enc_size, bias=False)
+        self.write_out = self.write_size + att  # the patch (or canvas delta), then the write window
+        self.enc_in = nn.Linear(self.read_size, 4 * cfg.enc_size, bias=False)
         self.enc_proj = nn.Linear(cfg.enc_size, 2 * cfg.z_size + 4 * cfg.enc_size)
         self.dec_in = nn.Linear(cfg.z_size, 4 * cfg.dec_size, bias=False)
         self.dec_proj = nn.Linear(cfg.dec_size, self.write_out + 4 * cfg.dec_size + att + 4 * cfg.enc_size)
         if cfg.attention:
-            self.read_grid = FilterGrid(cfg.height, cfg.width, cfg.read_n)
-            self.write_grid = FilterGrid(cfg.height, cfg.width, cfg.write_n)
+            self.read_grid = FilterGrid(shape.height, shape.width, cfg.read_n)
+            self.write_grid = FilterGrid(shape.height, shape.width, cfg.write_n)
+        if cfg.likelihood == "logistic":
+            self.log_scale = nn.Parameter(torch.empty(shape))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # U(±1/√fan-in) for every block. (A 2×2 read hands the encoder only 8 numbers; with the LSTM
         # default of 1/√hidden their share of the gates is so small that the posterior collapses.)
-        for lin, fan in ((self.enc_in, self.config.read_size), (self.enc_proj, self.config.enc_size),
+        for lin, fan in ((self.enc_in, self.read_size), (self.enc_proj, self.config.enc_size),
                          (self.dec_in, self.config.z_size), (self.dec_proj, self.config.dec_size)):
             bound = 1 / math.sqrt(fan)
             nn.init.uniform_(lin.weight, -bound, bound)
@@ -117,6 +132,18 @@ class DRAW(nn.Module):
                 nn.init.uniform_(lin.bias, -bound, bound)
         if self.config.attention:
             self._init_windows()
+        if self.config.likelihood == "logistic":
+            nn.init.constant_(self.log_scale, likelihood.INIT_LOG_SCALE)
+
+    @property
+    def image_shape(self) -> ImageShape:
+        return self.shape
+
+    def nll(self, canvas: Tensor, x: Tensor) -> Tensor:
+        """−log p(x | c_T) per image `(B,)`, nats: the reconstruction term of the loss."""
+        if self.config.likelihood == "logistic":
+            return likelihood.logistic_nll(canvas, self.log_scale, x)
+        return likelihood.bernoulli_nll(canvas, x)
 
     @torch.no_grad()
     def _init_windows(self) -> None:
@@ -128,9 +155,9 @@ class DRAW(nn.Module):
         glimpses are blurry views of the centre; training moves the windows from there.
         """
         cfg = self.config
-        longest = max(cfg.height, cfg.width) - 1
+        longest = max(self.shape.height, self.shape.width) - 1
         # In dec_proj's output the write window follows the patch; the read window follows the recurrence.
-        for first, N in ((cfg.write_size, cfg.write_n), (self.write_out + 4 * cfg.dec_size, cfg.read_n)):
+        for first, N in ((self.write_size, cfg.write_n), (self.write_out + 4 * cfg.dec_size, cfg.read_n)):
             stride = 0.6 * longest / max(N - 1, 1)  # pixels between filter centres
             bias = self.dec_proj.bias[first : first + N_ATTN]
             bias[0] = bias[1] = 0.0  # g̃ = 0: the centre
@@ -144,7 +171,7 @@ class DRAW(nn.Module):
         return [self.write_out, 4 * cfg.dec_size, N_ATTN if cfg.attention else 0, 4 * cfg.enc_size]
 
     def check_images(self, x: Tensor) -> None:
-        expected = self.config.image_shape
+        expected = self.shape
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
                 f"DRAW expects images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
@@ -165,10 +192,10 @@ class DRAW(nn.Module):
         cfg = self.config
         B = out.shape[0]
         if not cfg.attention:
-            return out.view(B, *cfg.image_shape), None
-        patch, params = out.split([cfg.write_size, N_ATTN], 1)
+            return out.view(B, *self.shape), None
+        patch, params = out.split([self.write_size, N_ATTN], 1)
         win, Fx, Fy = self.write_grid(params)
-        patch = patch.reshape(B, cfg.channels, cfg.write_n, cfg.write_n)
+        patch = patch.reshape(B, self.shape.channels, cfg.write_n, cfg.write_n)
         return write_patch(patch, Fx, Fy) / win.gamma[:, None, None, None], win
 
     def _step(self, x: Tensor, x_share: Tensor | None, canvas: Tensor, c_enc: Tensor, c_dec: Tensor,
@@ -240,7 +267,7 @@ class DRAW(nn.Module):
         if eps is None:
             eps = torch.randn(T, B, Z, generator=generator, device=x.device, dtype=x.dtype)
 
-        canvas = x.new_zeros(B, *cfg.image_shape)  # c_0 (logits)
+        canvas = x.new_zeros(B, *self.shape)  # c_0 (logits)
         c_enc = x.new_zeros(B, E)
         c_dec = x.new_zeros(B, D)
         # dec_proj(h^dec_0 = 0) and enc_proj(h^enc_0 = 0) are their biases.
@@ -267,7 +294,7 @@ class DRAW(nn.Module):
         mu, log_sigma = torch.cat(mus), torch.cat(log_sigmas)  # (T, B, Z)
         # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 2 log σ − 1), summed over t and z (equation 11).
         kl = 0.5 * (mu * mu + torch.exp(2 * log_sigma) - 2 * log_sigma - 1).sum(dim=(0, 2))
-        recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(1)
+        recon = self.nll(canvas, x)
         rec = None
         if record:
             canvases, read_wins, write_wins = zip(*records)
@@ -293,14 +320,44 @@ class DRAW(nn.Module):
                 records.append((torch.sigmoid(canvas), write_win))
         return (canvas, c_dec, hd_dec), records
 
+    @torch.no_grad()
     def decode(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:
-        """Generation (section 2.3): run the decoder alone on latents `eps` `(T, n, z)` → images `(n, C, H, W)`."""
+        """Generation (section 2.3): the decoder alone on latents `eps` `(T, n, z)` → images `(n, C, H, W)`.
+
+        In generation the decoder's inputs z_t come from the prior, not from its own outputs, so its T steps
+        are one LSTM call over the whole sequence (oneDNN on a CPU, cuDNN on a GPU), the T writes one batched
+        operation over T·n, and the canvas their sum over t — a cumulative sum when the record needs every
+        step. The same images as `decode_stepwise`, to float precision.
+        """
+        self.check_latents(eps)
+        cfg = self.config
+        T, n, _ = eps.shape
+        rec = slice(self.write_out, self.write_out + 4 * cfg.dec_size)  # dec_proj's decoder-recurrence block
+        h0 = eps.new_zeros(1, n, cfg.dec_size)
+        w_ih, w_hh, b = (_lstm_gate_order(w) for w in (self.dec_in.weight, self.dec_proj.weight[rec],
+                                                       self.dec_proj.bias[rec]))
+        h_dec, _, _ = torch.lstm(eps, (h0, h0), [w_ih, w_hh, b, torch.zeros_like(b)], True, 1, 0.0, False, False,
+                                 False)  # (T, n, D): h^dec_1 .. h^dec_T
+        writes = F.linear(h_dec, self.dec_proj.weight[: self.write_out], self.dec_proj.bias[: self.write_out])
+        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, C, H, W)
+        delta = delta.view(T, n, *self.shape)
+        images = torch.sigmoid(delta.sum(0))  # the same numbers whether or not the steps are recorded
+        if not record:
+            return images, None
+        canvases = torch.sigmoid(delta.cumsum(0))  # (T, n, C, H, W): σ(c_t) for every t
+        window = Window(*(f.view(T, n) for f in window)) if window is not None else None
+        return images, DrawingRecord(canvases, window, None)
+
+    @torch.no_grad()
+    def decode_stepwise(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:
+        """Generation one step at a time, as the equations read (compiled blocks of steps after `compile_step`):
+        the reference `decode` is checked against."""
         self.check_latents(eps)
         cfg = self.config
         T, n, _ = eps.shape
         # h^dec_0 = 0, so the first decoder recurrence is dec_proj's bias.
         hd_dec = self.dec_proj.bias[self.write_out : self.write_out + 4 * cfg.dec_size].expand(n, -1)
-        state = (eps.new_zeros(n, *cfg.image_shape), eps.new_zeros(n, cfg.dec_size), hd_dec)
+        state = (eps.new_zeros(n, *self.shape), eps.new_zeros(n, cfg.dec_size), hd_dec)
         steps = getattr(self, "_decode_fn", self._decode_steps)
         k = getattr(self, "_steps_per_call", T)
         records = []
@@ -312,6 +369,16 @@ class DRAW(nn.Module):
             canvases, write_wins = zip(*records)
             rec = DrawingRecord(torch.stack(canvases), _stack_windows(write_wins), None)
         return torch.sigmoid(state[0]), rec
+
+    def prior_latents(self, n: int, seed: int, temperature: float = 1.0) -> Tensor:
+        """Latents `(T, n, z)` from the prior N(0, temperature²·I), drawn on the CPU from `seed`: the same seed
+        gives the same images on every device and through every path (the CLI, the HTTP service)."""
+        if n < 1:
+            raise ValueError(f"sample needs n >= 1, got {n}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(self.config.T, n, self.config.z_size, generator=g) * temperature
 
     @torch.no_grad()
     def sample(
@@ -334,6 +401,12 @@ class DRAW(nn.Module):
     def reconstruct(self, x: Tensor, generator: torch.Generator | None = None) -> DrawingRecord:
         """The per-step record of reconstructing `x`: canvases and both read and write windows."""
         return self.forward(x, generator=generator, record=True).record
+
+
+def _lstm_gate_order(w: Tensor) -> Tensor:
+    """Rows in this model's gate order [i, f, o, g] → torch's LSTM order [i, f, g, o]."""
+    i, f, o, g = w.chunk(4, 0)
+    return torch.cat([i, f, g, o], 0)
 
 
 def _stack_windows(wins: list[Window | None]) -> Window | None:

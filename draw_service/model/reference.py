@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import DRAWConfig
+from .config import DRAWConfig, ImageShape
 
 
 def _filterbank_as_written(gx, gy, log_sigma2, log_delta, N, A, B):
@@ -39,24 +39,40 @@ def _attn_params(h, linear, N, A, B):
     return Fx, Fy, torch.exp(log_gamma.clamp(-10, 10))
 
 
+def _discretized_logistic_nll_as_written(x, mean, log_scale):
+    """−log P(x) summed per image, for 8-bit values x = k/255: the mass of x's bin [x − 1/510, x + 1/510]
+    under Logistic(mean, s), the lowest bin reaching to −∞ and the highest to +∞."""
+    s = torch.exp(log_scale.clamp(-8.0, 5.0))
+    first, last = x < 1 / 510, x > 1 - 1 / 510
+    u, l = (x + 1 / 510 - mean) / s, (x - 1 / 510 - mean) / s
+    # P = F(u) − F(l) = (1 − F(l)) − (1 − F(u)): above the mean the second form subtracts small numbers
+    # instead of two numbers near 1 (the same mass, without the cancellation).
+    below = torch.where(last, 1.0, torch.sigmoid(u)) - torch.where(first, 0.0, torch.sigmoid(l))
+    above = torch.where(first, 1.0, torch.sigmoid(-l)) - torch.where(last, 0.0, torch.sigmoid(-u))
+    return -torch.log(torch.where(x > mean, above, below)).flatten(1).sum(1)
+
+
 class ReferenceDRAW(nn.Module):
-    def __init__(self, config: DRAWConfig):
+    def __init__(self, config: DRAWConfig, image_shape: tuple[int, int, int]):
         super().__init__()
         self.config = cfg = config
-        self.encoder = nn.LSTMCell(cfg.read_size + cfg.dec_size, cfg.enc_size)
+        self.shape = shape = ImageShape(*image_shape)
+        self.encoder = nn.LSTMCell(cfg.read_size(shape) + cfg.dec_size, cfg.enc_size)
         self.decoder = nn.LSTMCell(cfg.z_size, cfg.dec_size)
         self.mu = nn.Linear(cfg.enc_size, cfg.z_size)
         self.log_sigma = nn.Linear(cfg.enc_size, cfg.z_size)
-        self.write = nn.Linear(cfg.dec_size, cfg.write_size)
+        self.write = nn.Linear(cfg.dec_size, cfg.write_size(shape))
         if cfg.attention:
             self.read_attn = nn.Linear(cfg.dec_size, 5)
             self.write_attn = nn.Linear(cfg.dec_size, 5)
+        if cfg.likelihood == "logistic":
+            self.log_scale = nn.Parameter(torch.randn(shape) * 0.5 - 2)
 
     def read(self, x, x_hat, h_dec):
         cfg = self.config
         if not cfg.attention:
             return torch.cat([x.flatten(1), x_hat.flatten(1)], 1)
-        Fx, Fy, gamma = _attn_params(h_dec, self.read_attn, cfg.read_n, cfg.width, cfg.height)
+        Fx, Fy, gamma = _attn_params(h_dec, self.read_attn, cfg.read_n, self.shape.width, self.shape.height)
         glimpse_x = Fy[:, None] @ x @ Fx[:, None].transpose(2, 3)
         glimpse_x_hat = Fy[:, None] @ x_hat @ Fx[:, None].transpose(2, 3)
         return gamma[:, None] * torch.cat([glimpse_x.flatten(1), glimpse_x_hat.flatten(1)], 1)
@@ -65,9 +81,9 @@ class ReferenceDRAW(nn.Module):
         cfg = self.config
         w = self.write(h_dec)
         if not cfg.attention:
-            return w.view(-1, *cfg.image_shape)
-        w = w.view(-1, cfg.channels, cfg.write_n, cfg.write_n)
-        Fx, Fy, gamma = _attn_params(h_dec, self.write_attn, cfg.write_n, cfg.width, cfg.height)
+            return w.view(-1, *self.shape)
+        w = w.view(-1, self.shape.channels, cfg.write_n, cfg.write_n)
+        Fx, Fy, gamma = _attn_params(h_dec, self.write_attn, cfg.write_n, self.shape.width, self.shape.height)
         return (Fy[:, None].transpose(2, 3) @ w @ Fx[:, None]) / gamma[:, None, None, None]
 
     def forward(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
@@ -90,7 +106,10 @@ class ReferenceDRAW(nn.Module):
             h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
             c = c + self.write_op(h_dec)
             kl = kl + 0.5 * (mu**2 + sigma**2 - 2 * log_sigma - 1).sum(1)
-        recon = F.binary_cross_entropy_with_logits(c, x, reduction="none").flatten(1).sum(1)
+        if cfg.likelihood == "logistic":
+            recon = _discretized_logistic_nll_as_written(x, torch.sigmoid(c), self.log_scale)
+        else:
+            recon = F.binary_cross_entropy_with_logits(c, x, reduction="none").flatten(1).sum(1)
         return recon, kl
 
 
@@ -104,7 +123,7 @@ def _ifog(w: Tensor) -> Tensor:
 def fast_state_dict(ref: ReferenceDRAW) -> dict[str, Tensor]:
     """The weights of `ref` in `DRAW`'s fused layout, so both compute the same function."""
     cfg = ref.config
-    R, E = cfg.read_size, cfg.enc_size
+    R, E = cfg.read_size(ref.shape), cfg.enc_size
     enc_w_ih = _ifog(ref.encoder.weight_ih)  # (4E, R + D)
     enc_bias = _ifog(ref.encoder.bias_ih + ref.encoder.bias_hh)
     dec_bias = _ifog(ref.decoder.bias_ih + ref.decoder.bias_hh)
@@ -116,7 +135,9 @@ def fast_state_dict(ref: ReferenceDRAW) -> dict[str, Tensor]:
         read_w, read_b = [ref.read_attn.weight], [ref.read_attn.bias]
     dec_proj_w = torch.cat(write_w + [_ifog(ref.decoder.weight_hh)] + read_w + [enc_w_ih[:, R:]], 0)
     dec_proj_b = torch.cat(write_b + [dec_bias] + read_b + [dec_bias.new_zeros(4 * E)], 0)
+    extra = {"log_scale": ref.log_scale.clone()} if cfg.likelihood == "logistic" else {}
     return {
+        **extra,
         "enc_in.weight": enc_w_ih[:, :R].clone(),
         "enc_proj.weight": torch.cat([ref.mu.weight, ref.log_sigma.weight, _ifog(ref.encoder.weight_hh)], 0),
         "enc_proj.bias": torch.cat([ref.mu.bias, ref.log_sigma.bias, enc_bias], 0),

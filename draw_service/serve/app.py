@@ -25,11 +25,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from ray import serve
 
+from .. import best as best_record
 from .. import checkpoint
 from ..device import pick_device
-from ..model.graphed import GraphedDecoder
+from ..model.cuda_graph_decoder import GraphedDecoder
 from ..viz import drawing_frames, gif_bytes, grid_image, png_bytes
-from .schema import AnimateRequest, SampleRequest, SampleResponse, ServeSettings
+from .config import ServeSettings
+from .schema import AnimateRequest, SampleRequest, SampleResponse
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def _wanted_format(body_format: str | None, accept: str | None) -> str:
     raise HTTPException(406, f"cannot answer with {accept!r}: ask for image/png or application/json")
 
 
-@serve.deployment(max_ongoing_requests=64, user_config=ServeSettings().model_dump())
+@serve.deployment(max_ongoing_requests=64, user_config=ServeSettings().to_dict())
 @serve.ingress(api)
 class DRAWService:
     def __init__(self, checkpoint_uri: str | None = None, best: str | None = None, device: str = "auto"):
@@ -71,9 +73,7 @@ class DRAWService:
             raise ValueError("give exactly one of checkpoint (a checkpoint URI) or best (a search's best record)")
         self.record: dict[str, Any] = {}
         if best:
-            from ..tune.search import read_best
-
-            self.record = read_best(best)
+            self.record = best_record.read(best)
             checkpoint_uri = self.record["checkpoint"]
         self.device = pick_device(device)
         self.model, state = checkpoint.load_model(checkpoint_uri, self.device)
@@ -86,7 +86,7 @@ class DRAWService:
         log.info("serving %s (step %d) on %s", checkpoint_uri, self.step, self.device)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        settings = ServeSettings(**user_config)
+        settings = ServeSettings.from_dict(user_config)
         ctx = serve.get_replica_context()
         max_ongoing = getattr(getattr(ctx, "_deployment_config", None), "max_ongoing_requests", None)
         if max_ongoing is not None and settings.max_batch_size > max_ongoing:
@@ -98,10 +98,8 @@ class DRAWService:
 
     # --- the batched decoder -------------------------------------------------------------------
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
-        """The request's own latents (T, n, z), drawn on the CPU so a seed means the same on any device."""
-        cfg = self.model.config
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn(cfg.T, n, cfg.z_size, generator=g) * temperature
+        """The request's own latents (T, n, z): the same seed gives the same images as `draw-service sample`."""
+        return self.model.prior_latents(n, seed, temperature)
 
     @torch.inference_mode()
     def _decode(self, eps: torch.Tensor) -> torch.Tensor:
@@ -164,11 +162,12 @@ class DRAWService:
     async def info(self) -> dict[str, Any]:
         """The model, where it came from, how it scored, and how this replica has batched so far."""
         return {
-            "model": self.model.config.to_dict(), "checkpoint": self.checkpoint_uri, "step": self.step,
+            "model": self.model.config.to_dict(), "image_shape": list(self.model.image_shape),
+            "checkpoint": self.checkpoint_uri, "step": self.step,
             "metrics": {k: v for k, v in self.metrics.items() if isinstance(v, (int, float, str))},
             "search": {k: self.record[k] for k in ("search", "trial_id", "metric", "value", "eval_split")
                        if k in self.record} or None,
-            "device": str(self.device), "settings": self.settings.model_dump(),
+            "device": str(self.device), "settings": self.settings.to_dict(),
             "stats": {**self.stats, "batch_sizes": {str(k): v for k, v in sorted(self.stats["batch_sizes"].items())}},
             "time": time.time(),
         }

@@ -36,14 +36,3 @@ class SampleResponse(BaseModel):
     n: int
     shape: list[int] = Field(description="(n, channels, height, width)")
     images: list = Field(description="pixel intensities in [0, 1], nested as `shape`")
-
-
-class ServeSettings(BaseModel):
-    """Runtime settings (Serve's user_config): changeable without restarting replicas."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(32, ge=1, description="requests decoded together in one pass")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=10, description="how long a batch waits to fill")
-    max_n: int = Field(64, ge=1, le=1024, description="images per /sample request")
-    max_n_animate: int = Field(16, ge=1, le=256, description="images per /animate request")

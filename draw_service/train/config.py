@@ -1,86 +1,93 @@
-"""Typed configuration for a training run: data, model and optimisation, stored in every checkpoint."""
+"""Typed configuration for a training run: model, data, tracking, Ray and optimisation, stored in every checkpoint.
+
+The command line of `draw-service train` (and the base of `draw-service tune`) is generated from these
+dataclasses (`settings.py`): a new option is one line here.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from dataclasses import dataclass
 
 from ..data.config import DataConfig
 from ..model import DRAWConfig
+from ..settings import Settings, option, section
 from ..tracking import TrackingConfig
 
 
 @dataclass
-class TrainConfig:
-    model: DRAWConfig = field(default_factory=DRAWConfig)  # height, width, channels come from the data
-    data: DataConfig = field(default_factory=DataConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    out: str = "runs/draw"  # output URI: local folder or s3://bucket/prefix
-    batch_size: int = 100  # global: split over the workers, so results do not depend on their number
-    lr: float = 1e-3
-    lr_scaling: str = "none"  # large batches: "linear" or "sqrt" scale lr by batch_size / 100
-    grad_clip: float = 10.0  # max global gradient norm (0 disables)
-    steps: int | None = None  # total optimiser steps; if None, `epochs` decides
-    epochs: float = 1.0
-    time_limit_s: float | None = None  # stop (evaluate, checkpoint) once training has run this long
-    eval_every: int | None = None  # steps between evaluations and reports; default once per epoch
-    checkpoint_every: int | None = None  # steps between checkpoints; default: every evaluation
-    keep_checkpoints: int = 3
-    eval_batch_size: int = 500
-    iw_samples: int = 0  # importance samples for the IWAE bound at the end (0: skip)
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda
-    precision: str = "fp32"  # fp32 or bf16 (autocast; for GPUs)
-    compile: bool = False  # torch.compile the drawing steps
-    compile_steps: int = 8  # drawing steps per compiled graph: more run faster and take longer to compile
-    cuda_graphs: bool = False  # capture the whole training step as one CUDA graph (one GPU)
-    progress: bool = True
+class RayConfig(Settings):
+    """How one training run uses Ray Train (for a search: each trial's run)."""
+
+    what = "Ray"
+
+    num_workers: int = option(0, min=0, help="Ray Train workers (DDP); 0 trains in this process without Ray")
+    gpus_per_worker: float = option(0.0, min=0, help="GPUs per worker: > 0 trains on GPUs (NCCL), 0 on CPUs (gloo); "
+                                                     "a fraction such as 0.25 packs several workers on one GPU")
+    cpus_per_worker: float = option(1.0, above=0, help="CPUs per worker (a worker runs as many torch threads)")
+    max_failures: int = option(3, min=0, help="worker failures to recover from")
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+
+@dataclass
+class TrainConfig(Settings):
+    what = "training"
+
+    model: DRAWConfig = section(lambda: DRAWConfig(likelihood="auto"),
+                                title="model (defaults: the paper's MNIST model with attention)")
+    data: DataConfig = section(DataConfig, title="data")
+    tracking: TrackingConfig = section(TrackingConfig, title="tracking")
+    ray: RayConfig = section(RayConfig, title="Ray (RAY_ADDRESS picks a running cluster; otherwise a local one starts)")
+    out: str = option("runs/draw", help="the run's folder, local or s3://...; on Ray, submitting the same --out "
+                                        "again continues the run")
+    resume: bool = option(False, help="local runs: continue from the latest checkpoint in --out")
+    batch_size: int = option(100, min=1, help="global batch size, split over the workers (results do not depend on "
+                                              "their number)")
+    lr: float = option(1e-3, above=0, help="Adam's learning rate (the peak, with a schedule)")
+    lr_scaling: str = option("none", choices=("none", "linear", "sqrt"),
+                             help="scale the learning rate by batch-size/100 for large batches")
+    lr_schedule: str = option("constant", choices=("constant", "cosine"),
+                              help="constant, or cosine: decay to zero over the run's steps")
+    warmup_steps: int = option(0, min=0, help="steps of linear learning-rate warm-up")
+    grad_clip: float = option(10.0, min=0, help="max global gradient norm, 0 = off")
+    steps: int | None = option(None, min=1, help="optimiser steps (overrides --epochs)")
+    epochs: float = option(1.0, above=0, help="epochs when --steps is not given")
+    time_limit: float | None = option(None, above=0, metavar="MINUTES",
+                                      help="stop after this many minutes of training, with a final evaluation and "
+                                           "checkpoint")
+    eval_every: int | None = option(None, min=1, help="steps between evaluations (default: one epoch)")
+    checkpoint_every: int | None = option(None, min=1, help="steps between checkpoints (default: each evaluation)")
+    keep_checkpoints: int = option(3, min=1, help="checkpoints kept (the latest and the best evaluated always are)")
+    eval_batch_size: int = option(500, min=1, help="images per evaluation batch")
+    iw_samples: int = option(0, min=0, help="importance samples for a final IWAE bound (0: skip)")
+    seed: int = option(0, min=0, help="seeds the weights, the batches and the posterior noise")
+    device: str = option("auto", choices=("auto", "cpu", "cuda"), help="where a local run trains")
+    precision: str = option("fp32", choices=("fp32", "bf16"), help="bf16 autocast (pays at large batches on GPUs)")
+    compile: bool = option(False, help="torch.compile the drawing steps")
+    compile_steps: int = option(8, min=1, metavar="K", help="with --compile: drawing steps per compiled graph (1 "
+                                                            "compiles fastest)")
+    cuda_graphs: bool = option(False, help="capture the whole training step as one CUDA graph (one GPU per worker; "
+                                           "the fastest at small batches)")
+    quiet: bool = option(False, help="no progress bar")
+
+    def check(self) -> None:
+        if self.cuda_graphs and self.device == "cpu":
+            raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
 
     def effective_lr(self) -> float:
         ratio = self.batch_size / 100
         return {"none": self.lr, "linear": self.lr * ratio, "sqrt": self.lr * ratio**0.5}[self.lr_scaling]
 
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.lr_scaling not in ("none", "linear", "sqrt"):
-            raise ValueError(f"lr_scaling must be none, linear or sqrt, got {self.lr_scaling!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.steps is None and self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.compile_steps < 1:
-            raise ValueError(f"compile_steps must be >= 1, got {self.compile_steps}")
-        if self.cuda_graphs and self.device == "cpu":
-            raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}")
-        model = d.pop("model", {})
-        data = d.pop("data", {})
-        tracking = d.pop("tracking", {})
-        if isinstance(data, dict) and isinstance(data.get("image_size"), list):
-            data = {**data, "image_size": tuple(data["image_size"])}
-        cfg = cls(
-            model=model if isinstance(model, DRAWConfig) else DRAWConfig.from_dict(model),
-            data=data if isinstance(data, DataConfig) else DataConfig(**data),
-            tracking=tracking if isinstance(tracking, TrackingConfig) else TrackingConfig(**tracking),
-            **d,
-        )
-        cfg.validate()
-        return cfg
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """The learning rate of optimiser step `step` (0-based) of `total_steps`: a pure function of the step,
+        so a resumed run continues the schedule exactly."""
+        peak = self.effective_lr()
+        if step < self.warmup_steps:
+            return peak * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "cosine":
+            progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+            return peak * 0.5 * (1 + math.cos(math.pi * progress))
+        return peak

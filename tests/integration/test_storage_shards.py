@@ -46,7 +46,7 @@ def test_prepare_writes_shards_and_manifest_and_is_safe_to_rerun(s3, capsys):
 
 
 def test_workers_read_their_own_shards_and_together_see_everything(mnist_s3, mnist):
-    parts = [shards.load_worker_data(DataConfig(dataset=mnist_s3), rank, 2) for rank in range(2)]
+    parts = [load_worker_data(DataConfig(dataset=mnist_s3), rank, 2) for rank in range(2)]
     assert [len(p.train) for p in parts] == [1000, 1000] and parts[0].train_total == 2000
     both = np.concatenate([p.train for p in parts])
     assert sorted(map(bytes, both)) == sorted(map(bytes, mnist.train[:2000]))
@@ -58,8 +58,8 @@ def test_workers_read_their_own_shards_and_together_see_everything(mnist_s3, mni
 def test_validation_split_is_held_out_and_the_same_for_any_number_of_workers(mnist_s3, source):
     dataset = mnist_s3 if source == "shards" else "mnist"
     cfg = DataConfig(dataset=dataset, validation_stride=10, train_limit=2000)
-    one = shards.load_worker_data(cfg) if source == "shards" else load_worker_data(cfg)
-    two = [(shards.load_worker_data if source == "shards" else load_worker_data)(cfg, r, 2) for r in range(2)]
+    one = load_worker_data(cfg)
+    two = [load_worker_data(cfg, r, 2) for r in range(2)]
     assert one.eval_split == "validation" and one.eval_total == 200 and one.train_total == 1800
     assert len(one.train) == 1800 and sum(len(p.train) for p in two) == 1800
     key = lambda a: sorted(map(bytes, a))  # noqa: E731
@@ -86,10 +86,10 @@ def test_corrupt_and_missing_shards_are_named(s3, tmp_path):
         data[len(data) // 2] ^= 0xFF
         storage.write_bytes(shard, bytes(data))
         with pytest.raises(DatasetError, match=r"shard .*train/part-00001.parquet is corrupt"):
-            shards.load_worker_data(DataConfig(dataset=dest))
+            load_worker_data(DataConfig(dataset=dest))
         storage.delete(shard)
         with pytest.raises(DatasetError, match=r"shard .*train/part-00001.parquet listed in the manifest is missing"):
-            shards.load_worker_data(DataConfig(dataset=dest))
+            load_worker_data(DataConfig(dataset=dest))
 
 
 def test_storage_errors_name_the_uri_and_the_cause(s3, capsys):

@@ -5,16 +5,22 @@ import torch
 
 from draw_service.model import DRAW, DRAWConfig
 
+SHAPE = (3, 12, 20)  # (C, H, W): colour, and not square
+
 
 def tiny(**kw):
-    base = dict(height=12, width=20, channels=3, T=4, enc_size=16, dec_size=24, z_size=5, read_n=3, write_n=4)
+    base = dict(T=4, enc_size=16, dec_size=24, z_size=5, read_n=3, write_n=4)
     return DRAWConfig(**{**base, **kw})
+
+
+def build(shape=SHAPE, **kw):
+    return DRAW(tiny(**kw), shape)
 
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_forward_on_non_square_rgb_images(attention):
     cfg = tiny(attention=attention)
-    model = DRAW(cfg)
+    model = DRAW(cfg, SHAPE)
     x = torch.rand(7, 3, 12, 20)
     out = model(x, record=True)
     assert out.recon.shape == (7,) and out.kl.shape == (7,)
@@ -22,15 +28,15 @@ def test_forward_on_non_square_rgb_images(attention):
     assert out.canvas.shape == (7, 3, 12, 20)
     assert out.record.canvases.shape == (4, 7, 3, 12, 20)
     # read hands the encoder 2·C·N² values with attention, 2·C·H·W without
-    assert cfg.read_size == (2 * 3 * 9 if attention else 2 * 3 * 12 * 20)
-    assert model.enc_in.weight.shape[1] == cfg.read_size
+    assert cfg.read_size(model.image_shape) == (2 * 3 * 9 if attention else 2 * 3 * 12 * 20)
+    assert model.enc_in.weight.shape[1] == cfg.read_size(model.image_shape)
     if attention:
         assert out.record.write_windows.gx.shape == (4, 7)
         assert out.record.read_windows.gamma.shape == (4, 7)
 
 
 def test_recon_is_the_bernoulli_nll_of_the_final_canvas():
-    model = DRAW(tiny())
+    model = build()
     x = torch.rand(5, 3, 12, 20)
     out = model(x)
     p = torch.sigmoid(out.canvas)
@@ -41,7 +47,7 @@ def test_recon_is_the_bernoulli_nll_of_the_final_canvas():
 def test_analytic_kl_matches_a_monte_carlo_estimate():
     # E_q[log q(z|x) − log p(z)] estimated from many posterior samples equals the expected analytic KL.
     torch.manual_seed(0)
-    model = DRAW(tiny(T=3, channels=1)).double()
+    model = build((1, 12, 20), T=3).double()
     x = torch.rand(1, 1, 12, 20, dtype=torch.float64).repeat(40_000, 1, 1, 1)
     with torch.no_grad():
         out = model(x, generator=torch.Generator().manual_seed(1))
@@ -53,14 +59,14 @@ def test_analytic_kl_matches_a_monte_carlo_estimate():
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_gradients_reach_every_parameter(attention):
-    model = DRAW(tiny(attention=attention))
+    model = build(attention=attention)
     model(torch.rand(6, 3, 12, 20)).loss.mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 def test_samples_have_the_right_shape_and_range_and_follow_the_seed():
-    model = DRAW(tiny())
+    model = build()
     images, rec = model.sample(9, generator=torch.Generator().manual_seed(3), record=True)
     assert images.shape == (9, 3, 12, 20)
     assert images.min() >= 0 and images.max() <= 1
@@ -72,7 +78,7 @@ def test_samples_have_the_right_shape_and_range_and_follow_the_seed():
 
 
 def test_decoding_does_not_depend_on_the_rest_of_the_batch():
-    model = DRAW(tiny())
+    model = build()
     eps = torch.randn(4, 10, 5)
     together, _ = model.decode(eps)
     alone, _ = model.decode(eps[:, 3:4])
@@ -80,7 +86,7 @@ def test_decoding_does_not_depend_on_the_rest_of_the_batch():
 
 
 def test_generation_runs_the_decoder_alone():
-    model = DRAW(tiny())
+    model = build()
     for p in list(model.enc_in.parameters()) + list(model.enc_proj.parameters()):
         p.data.fill_(float("nan"))  # the encoder must not be touched
     images, _ = model.sample(3)
@@ -88,7 +94,7 @@ def test_generation_runs_the_decoder_alone():
 
 
 def test_wrong_image_shapes_are_refused_clearly():
-    model = DRAW(tiny())
+    model = build()
     with pytest.raises(ValueError, match=r"shape \(batch, 3, 12, 20\).*got \(2, 1, 12, 20\)"):
         model(torch.rand(2, 1, 12, 20))
     with pytest.raises(ValueError, match="float images"):
@@ -102,10 +108,16 @@ def test_wrong_image_shapes_are_refused_clearly():
         DRAWConfig(T=0)
     with pytest.raises(ValueError, match="unknown DRAW model option"):
         DRAWConfig.from_dict({"T": 3, "hidden": 5})
+    # The image shape comes at build time, and the patches must fit it (a 30×30 write fits 32×32 images).
+    with pytest.raises(ValueError, match=r"write_n=40 are larger than the 32x32 image"):
+        DRAW(DRAWConfig(write_n=40), (3, 32, 32))
+    assert DRAW(DRAWConfig(T=2, enc_size=8, dec_size=8, z_size=2, write_n=30), (3, 32, 32)).write_size == 3 * 900
+    with pytest.raises(ValueError, match="settle 'auto'"):
+        DRAW(DRAWConfig(likelihood="auto"), (1, 28, 28))
 
 
 def test_extreme_decoder_outputs_give_no_nan():
-    model = DRAW(tiny())
+    model = build()
     with torch.no_grad():
         model.dec_proj.bias.mul_(1e4)
         model.dec_proj.weight.mul_(1e3)
@@ -113,3 +125,22 @@ def test_extreme_decoder_outputs_give_no_nan():
     out.loss.mean().backward()
     assert torch.isfinite(out.loss).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_generation_as_one_lstm_call_gives_the_step_by_step_images(attention):
+    torch.manual_seed(0)
+    model = build(attention=attention)
+    with torch.no_grad():
+        model.dec_proj.bias.normal_()  # a trained-looking decoder: every block of the bias matters
+    eps = torch.randn(4, 9, 5)
+    fast, fast_rec = model.decode(eps, record=True)
+    slow, slow_rec = model.decode_stepwise(eps, record=True)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_rec.canvases, slow_rec.canvases, rtol=1e-5, atol=1e-6)
+    if attention:
+        for a, b in zip(fast_rec.write_windows, slow_rec.write_windows):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    else:
+        assert fast_rec.write_windows is None
+    torch.testing.assert_close(model.decode(eps)[0], slow, rtol=1e-5, atol=1e-6)

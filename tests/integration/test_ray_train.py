@@ -12,15 +12,16 @@ from draw_service import storage
 from draw_service.data.config import DataConfig
 from draw_service.model import DRAWConfig
 from draw_service.tracking import TrackingConfig
-from draw_service.train.config import TrainConfig
-from draw_service.train.distributed import RayRun, fit
+from draw_service.train.config import RayConfig, TrainConfig
+from draw_service.train.on_ray import fit
 
-MODEL = DRAWConfig(T=4, enc_size=32, dec_size=32, z_size=6, read_n=2, write_n=3)
+MODEL = DRAWConfig(T=4, enc_size=32, dec_size=32, z_size=6, read_n=2, write_n=3, likelihood="auto")
 
 
-def config(dataset, steps, **kw):
+def config(dataset, steps, out, workers=2, max_failures=3, **kw):
     return TrainConfig(model=MODEL, data=DataConfig(dataset=dataset), tracking=TrackingConfig(wandb=False),
-                       batch_size=40, steps=steps, progress=False, **kw)
+                       ray=RayConfig(num_workers=workers, max_failures=max_failures), out=out, batch_size=40,
+                       steps=steps, quiet=True, **kw)
 
 
 def checkpoints_in(prefix):
@@ -40,8 +41,8 @@ def registered_step(run_path):
 
 
 def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist_s3, tmp_path):
-    run = RayRun(num_workers=2, storage="s3://draw/runs", name="two-workers")
-    result = fit(config(mnist_s3, 20, eval_every=10), run)
+    run = "s3://draw/runs/two-workers"
+    result = fit(config(mnist_s3, 20, run, eval_every=10))
     assert result["step"] == 20 and result["resumed_from"] == 0
     assert result["best_checkpoint"].startswith("s3://draw/runs/two-workers/checkpoint_")
     assert checkpoints_in("runs/two-workers/") == ["checkpoint_0000010", "checkpoint_0000020"]
@@ -49,23 +50,22 @@ def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist
     assert [o["Key"].rsplit("/", 1)[1] for o in objects["Contents"] if not o["Key"].endswith("/")] == ["checkpoint.pt"]
 
     # The same run on a local folder store, same seed: the same losses.
-    local = fit(config(mnist_s3, 20, eval_every=10), RayRun(num_workers=2, storage=str(tmp_path), name="two-workers"))
+    local = fit(config(mnist_s3, 20, str(tmp_path / "two-workers"), eval_every=10))
     for key in ("train_loss", "nll_bound", "train_kl"):
         assert local[key] == pytest.approx(result[key], rel=1e-6), key
 
     # Submitting the same run again with more steps continues it from its last checkpoint.
-    more = fit(config(mnist_s3, 30, eval_every=10), run)
+    more = fit(config(mnist_s3, 30, run, eval_every=10))
     assert more["step"] == 30 and more["resumed_from"] == 20
 
 
 def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_cluster, mnist_s3):
     from ray.util.state import list_actors
 
-    run = RayRun(num_workers=2, storage="s3://draw/runs", name="fault", max_failures=2)
-    cfg = config(mnist_s3, 300, eval_every=20, keep_checkpoints=100)
-    cfg.model = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3)
+    cfg = config(mnist_s3, 300, "s3://draw/runs/fault", max_failures=2, eval_every=20, keep_checkpoints=100)
+    cfg.model = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3, likelihood="auto")
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg, run)))
+    thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg)))
     thread.start()
     deadline = time.monotonic() + 240
     while registered_step("draw/runs/fault") < 40:  # Ray registers a reported checkpoint asynchronously
@@ -93,12 +93,12 @@ def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_clust
     from draw_service.data.sources import DatasetError, load_source
 
     with pytest.raises(storage.StorageError, match="bucket 'missing-bucket'"):
-        fit(config(mnist_s3, 5), RayRun(num_workers=2, storage="s3://missing-bucket/runs", name="x"))
+        fit(config(mnist_s3, 5, "s3://missing-bucket/runs/x"))
     saved = os.environ["AWS_ACCESS_KEY_ID"]
     os.environ["AWS_ACCESS_KEY_ID"] = "nobody"
     try:
         with pytest.raises(storage.StorageError, match="refused"):
-            fit(config(mnist_s3, 5), RayRun(num_workers=2, storage="s3://draw/runs", name="x"))
+            fit(config(mnist_s3, 5, "s3://draw/runs/x"))
     finally:
         os.environ["AWS_ACCESS_KEY_ID"] = saved
 
@@ -107,11 +107,11 @@ def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_clust
     cifar.train, cifar.test = cifar.train[:200], cifar.test[:50]
     cifar.train_labels, cifar.test_labels = cifar.train_labels[:200], cifar.test_labels[:50]
     shards.prepare(cifar, str(tmp_path / "cifar"), progress=False)
-    run = RayRun(num_workers=1, storage=str(tmp_path / "runs"), name="shape")
-    fit(config(mnist_s3, 2, eval_every=2), run)
+    run = str(tmp_path / "runs" / "shape")
+    fit(config(mnist_s3, 2, run, workers=1, eval_every=2))
     with pytest.raises(ValueError, match=r"\(3, 32, 32\).*checkpoint draws \(1, 28, 28\)"):
-        fit(config(str(tmp_path / "cifar"), 4), run)
+        fit(config(str(tmp_path / "cifar"), 4, run, workers=1))
 
     storage.delete(f"{tmp_path}/cifar/train/part-00000.parquet")
     with pytest.raises(DatasetError, match="part-00000.parquet listed in the manifest is missing"):
-        fit(config(str(tmp_path / "cifar"), 4), RayRun(num_workers=1, storage=str(tmp_path / "runs"), name="y"))
+        fit(config(str(tmp_path / "cifar"), 4, str(tmp_path / "runs" / "y"), workers=1))

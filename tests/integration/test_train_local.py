@@ -27,9 +27,9 @@ def test_a_few_hundred_steps_lower_the_test_bound_clearly(tmp_path, capsys, mnis
     assert code == 0
     result = json.loads(out)
     halfway = json.loads((tmp_path / "run" / "metrics" / "0000150.json").read_text())
-    state = checkpoint.load(tmp_path / "run" / "checkpoints" / "checkpoint_0000300")
+    state = checkpoint.load(tmp_path / "run" / "checkpoint_0000300")
     torch.manual_seed(0)
-    untrained = DRAW(DRAWConfig.from_dict(state["model_config"]))
+    untrained = DRAW(DRAWConfig.from_dict(state["model_config"]), state["image_shape"])
     before = bounds_from_sums(bound_sums(untrained, binarize_fixed(mnist.test[:500])))["nll_bound"]
     assert result["step"] == 300
     # binarised MNIST: the untrained model scores ~545 nats; 300 small steps at least halve that
@@ -52,11 +52,11 @@ def test_train_evaluate_sample_and_resume(tmp_path, capsys):
     # the resumed run is exactly the run that was never interrupted
     straight = tmp_path / "straight"
     assert run_cli(capsys, "train", "--out", str(straight), "--steps", "20", *common)[0] == 0
-    a = checkpoint.load(run / "checkpoints" / "checkpoint_0000020")["model"]
-    b = checkpoint.load(straight / "checkpoints" / "checkpoint_0000020")["model"]
+    a = checkpoint.load(run / "checkpoint_0000020")["model"]
+    b = checkpoint.load(straight / "checkpoint_0000020")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    ck = str(run / "checkpoints" / "checkpoint_0000020")
+    ck = str(run / "checkpoint_0000020")
     code, out, _ = run_cli(capsys, "evaluate", "--checkpoint", ck, "--limit", "50", "--iw-samples", "5", "--quiet")
     ev = json.loads(out)
     assert code == 0 and ev["count"] == 50 and ev["binarized"] is True
@@ -86,3 +86,16 @@ def test_evaluate_refuses_a_foreign_checkpoint(tmp_path, capsys):
     (tmp_path / "x.pt").write_bytes(b"nonsense")
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(tmp_path / "x.pt"))
     assert code == 2 and "corrupt" in err
+
+
+def test_the_data_decides_the_image_shape(tmp_path, capsys):
+    """A 30×30 write patch fits 32×32 colour images: the architecture is checked against the data's shape."""
+    code, out, err = run_cli(capsys, "train", "--dataset", "cifar10", "--out", str(tmp_path / "c"), "--steps", "2",
+                             "--batch-size", "10", "--train-limit", "100", "--test-limit", "20", "--T", "2",
+                             "--enc-size", "8", "--dec-size", "8", "--z-size", "2", "--write-n", "30", "--no-wandb",
+                             "--quiet")
+    assert code == 0, err
+    state = checkpoint.load(tmp_path / "c" / "checkpoint_0000002")
+    assert state["image_shape"] == [3, 32, 32] and state["model_config"]["write_n"] == 30
+    assert state["model_config"]["likelihood"] == "logistic"  # 8-bit colour: the discrete likelihood
+    assert 0 < json.loads(out)["bits_per_dim"] < 9  # a real likelihood, near the 8 bits of a uniform guess untrained

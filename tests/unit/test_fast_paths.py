@@ -1,59 +1,19 @@
-"""The switchable speed paths (torch.compile of the step, bf16 autocast, the large-batch learning-rate
-rule, the CUDA-graph step), checked for correctness on the CPU where they can be; the CUDA-graph step
-needs a GPU and is checked there (it runs on the lent GPU machines, not in CPU-only CI)."""
+"""The switchable speed paths (bf16 autocast, the learning-rate rules, the CUDA-graph step), checked for
+correctness on the CPU where they can be; the CUDA-graph step needs a GPU and is checked there (it runs on
+the lent GPU machines, not in CPU-only CI). torch.compile is checked in tests/integration/test_compiled.py."""
 
 import pytest
 import torch
+from model_cases import CFG, SHAPE, loss_and_grads
 
-from draw_service.model import DRAW, DRAWConfig
+from draw_service.model import DRAW
 from draw_service.train.config import TrainConfig
-from draw_service.train.graphed import EagerStep, GraphedStep
-
-CFG = DRAWConfig(height=12, width=20, channels=3, T=4, enc_size=24, dec_size=16, z_size=6, read_n=3, write_n=4)
-
-
-def loss_and_grads(model, x, eps):
-    model.zero_grad()
-    out = model(x, eps)
-    out.loss.mean().backward()
-    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
-
-
-# 3 steps per graph over T = 4 also runs the shorter last block (its own graph).
-@pytest.mark.parametrize("attention, steps_per_call", [(True, 3), (False, 8)])
-def test_compiled_step_gives_the_eager_numbers(attention, steps_per_call):
-    cfg = DRAWConfig(**{**CFG.to_dict(), "attention": attention})
-    torch.manual_seed(0)
-    eager = DRAW(cfg)
-    compiled = DRAW(cfg)
-    compiled.load_state_dict(eager.state_dict())
-    compiled.compile_step(steps_per_call=steps_per_call)
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(8, 3, 12, 20, generator=g)
-    eps = torch.randn(cfg.T, 8, cfg.z_size, generator=g)
-    loss_e, grads_e = loss_and_grads(eager, x, eps)
-    loss_c, grads_c = loss_and_grads(compiled, x, eps)
-    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-4)
-    for name in grads_e:
-        torch.testing.assert_close(grads_c[name], grads_e[name], rtol=1e-4, atol=1e-5, msg=name)
-    # The per-step record (animations) through the compiled blocks: every step, the same canvases.
-    with torch.no_grad():
-        rec_e, rec_c = eager(x, eps, record=True).record, compiled(x, eps, record=True).record
-    assert rec_c.canvases.shape == (cfg.T, 8, 3, 12, 20)
-    torch.testing.assert_close(rec_c.canvases, rec_e.canvases, rtol=1e-4, atol=1e-5)
-    if attention:
-        torch.testing.assert_close(rec_c.read_windows.gx, rec_e.read_windows.gx, rtol=1e-4, atol=1e-4)
-    # Generation runs through compiled blocks as well.
-    with torch.no_grad():
-        (img_e, gen_e), (img_c, gen_c) = eager.decode(eps, record=True), compiled.decode(eps, record=True)
-    torch.testing.assert_close(img_c, img_e, rtol=1e-4, atol=1e-5)
-    assert gen_c.canvases.shape == (cfg.T, 8, 3, 12, 20)
-    torch.testing.assert_close(gen_c.canvases, gen_e.canvases, rtol=1e-4, atol=1e-5)
+from draw_service.train.step import EagerStep, GraphedStep
 
 
 def test_bf16_autocast_stays_close_to_fp32():
     torch.manual_seed(0)
-    model = DRAW(CFG)
+    model = DRAW(CFG, SHAPE)
     x, eps = torch.rand(16, 3, 12, 20), torch.randn(CFG.T, 16, CFG.z_size)
     loss32, _ = loss_and_grads(model, x, eps)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -69,12 +29,12 @@ def test_learning_rate_rule_for_large_batches():
     assert TrainConfig(batch_size=400, lr=1e-3, lr_scaling="sqrt").effective_lr() == pytest.approx(2e-3)
     assert TrainConfig(batch_size=400, lr=1e-3).effective_lr() == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="lr_scaling"):
-        TrainConfig(lr_scaling="cubic").validate()
+        TrainConfig(lr_scaling="cubic")
 
 
 def test_eager_step_trains_and_reports_its_terms():
     torch.manual_seed(0)
-    model = DRAW(CFG)
+    model = DRAW(CFG, SHAPE)
     before = [p.detach().clone() for p in model.parameters()]
     step = EagerStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), grad_clip=1.0, bf16=False)
     x = torch.rand(4, 3, 12, 20)
@@ -86,30 +46,31 @@ def test_eager_step_trains_and_reports_its_terms():
 
 def test_cuda_graphs_refuse_a_cpu_run():
     with pytest.raises(ValueError, match="cuda_graphs needs a GPU"):
-        TrainConfig(device="cpu", cuda_graphs=True).validate()
+        TrainConfig(device="cpu", cuda_graphs=True)
 
 
 def test_graphed_step_refuses_a_model_on_the_cpu():
-    model = DRAW(CFG)
+    model = DRAW(CFG, SHAPE)
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
         GraphedStep(model, torch.optim.Adam(model.parameters()), grad_clip=1.0, bf16=False)
 
 
 def test_cuda_graphs_refuse_several_workers():
-    from draw_service.train.distributed import RayRun, preflight
+    from draw_service.train.config import RayConfig
+    from draw_service.train.on_ray import preflight
 
     with pytest.raises(ValueError, match="one-GPU step"):
-        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=2, use_gpu=True, storage="/nonexistent"))
+        preflight(TrainConfig(cuda_graphs=True, out="/nonexistent", ray=RayConfig(num_workers=2, gpus_per_worker=1)))
     with pytest.raises(ValueError, match="one-GPU step"):  # one worker, but on a CPU
-        preflight(TrainConfig(cuda_graphs=True), RayRun(num_workers=1, use_gpu=False, storage="/nonexistent"))
+        preflight(TrainConfig(cuda_graphs=True, out="/nonexistent", ray=RayConfig(num_workers=1)))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
 @pytest.mark.parametrize("attention", [True, False])
 def test_cuda_graph_step_gives_the_eager_numbers(attention):
-    cfg = DRAWConfig(**{**CFG.to_dict(), "attention": attention})
+    cfg = CFG.replace(attention=attention)
     torch.manual_seed(0)
-    models = [DRAW(cfg).cuda() for _ in range(2)]
+    models = [DRAW(cfg, SHAPE).cuda() for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     steps = [kind(m, torch.optim.Adam(m.parameters(), lr=1e-3), 1.0, False)
              for kind, m in zip((EagerStep, GraphedStep), models)]
@@ -125,18 +86,18 @@ def test_cuda_graph_step_gives_the_eager_numbers(attention):
 
 
 def test_graphed_decoder_refuses_a_cpu_model():
-    from draw_service.model.graphed import GraphedDecoder
+    from draw_service.model.cuda_graph_decoder import GraphedDecoder
 
     with pytest.raises(ValueError, match="CUDA device"):
-        GraphedDecoder(DRAW(CFG))
+        GraphedDecoder(DRAW(CFG, SHAPE))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
 def test_graphed_decoder_gives_the_eager_images():
-    from draw_service.model.graphed import GraphedDecoder
+    from draw_service.model.cuda_graph_decoder import GraphedDecoder
 
     torch.manual_seed(0)
-    model = DRAW(CFG).cuda()
+    model = DRAW(CFG, SHAPE).cuda()
     decoder = GraphedDecoder(model)
     for n in (1, 3, 8, 5):  # buckets 1, 4, 8, and 8 again (padded)
         eps = torch.randn(CFG.T, n, CFG.z_size, device="cuda")
@@ -150,6 +111,6 @@ def test_graphed_decoder_gives_the_eager_images():
 
 def test_compile_step_refuses_a_block_of_no_steps():
     with pytest.raises(ValueError, match="steps_per_call must be >= 1"):
-        DRAW(CFG).compile_step(steps_per_call=0)
+        DRAW(CFG, SHAPE).compile_step(steps_per_call=0)
     with pytest.raises(ValueError, match="compile_steps must be >= 1"):
-        TrainConfig(compile=True, compile_steps=0).validate()
+        TrainConfig(compile=True, compile_steps=0)

@@ -10,19 +10,20 @@ import requests
 import torch
 from PIL import Image
 
+from devtools.s3_server import free_port_pairs
 from draw_service import checkpoint, storage
 from draw_service.cli import main
 from draw_service.model import DRAW, DRAWConfig
-from draw_service.seaweed import free_port_pairs
 
-CFG = DRAWConfig(height=12, width=16, channels=3, T=5, enc_size=24, dec_size=24, z_size=6, read_n=3, write_n=4)
+CFG = DRAWConfig(T=5, enc_size=24, dec_size=24, z_size=6, read_n=3, write_n=4)
+SHAPE = (3, 12, 16)
 
 
 @pytest.fixture(scope="module")
 def service(ray_cluster, s3, tmp_path_factory):
     """The service, deployed with `draw-service serve --best ... --detach` from a best record in S3."""
     torch.manual_seed(0)
-    model = DRAW(CFG)
+    model = DRAW(CFG, SHAPE)
     ckpt = checkpoint.save(checkpoint.build_state(model, None, 123, {}, {"nll_bound": 321.5}),
                            "s3://draw/serve-test/trial-a/checkpoint_0000123")
     storage.write_bytes("s3://draw/serve-test/best.json", json.dumps(
@@ -30,7 +31,7 @@ def service(ray_cluster, s3, tmp_path_factory):
          "eval_split": "validation", "checkpoint": ckpt}).encode())
     port = free_port_pairs(1)[0]
     assert main(["serve", "--best", "s3://draw/serve-test/best.json", "--port", str(port), "--max-batch-size", "16",
-                 "--batch-wait-ms", "100", "--max-n", "32", "--detach"]) == 0
+                 "--batch-wait-timeout-s", "0.1", "--max-n", "32", "--detach"]) == 0
     yield f"http://127.0.0.1:{port}"
     from ray import serve
 
@@ -45,7 +46,7 @@ def images_of(resp):
 def test_health_info_and_docs(service):
     assert requests.get(f"{service}/healthz").json() == {"status": "ok"}
     info = requests.get(f"{service}/info").json()
-    assert info["model"] == CFG.to_dict() and info["step"] == 123
+    assert info["model"] == CFG.to_dict() and info["image_shape"] == list(SHAPE) and info["step"] == 123
     assert info["checkpoint"] == "s3://draw/serve-test/trial-a/checkpoint_0000123"
     assert info["search"]["value"] == 321.5 and info["settings"]["max_batch_size"] == 16
     assert requests.get(f"{service}/docs").status_code == 200

@@ -13,15 +13,17 @@ import torch
 from conftest import point_ray_address_file_here
 from svhn_files import write_svhn_mat
 
+from devtools.s3_server import free_port_pairs
+from draw_service import best as best_record
 from draw_service import checkpoint, storage
 from draw_service.data import shards
 from draw_service.data.config import DataConfig
-from draw_service.seaweed import free_port_pairs
 from draw_service.tracking import TrackingConfig
-from draw_service.train.config import TrainConfig
-from draw_service.tune.search import SearchConfig, read_best, run_search
+from draw_service.train.config import RayConfig, TrainConfig
+from draw_service.tune.config import SearchConfig
+from draw_service.tune.search import run_search
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +36,15 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
     monkeypatch.setenv("DRAW_DATA_ROOT", str(svhn_root))
     shards.prepare_source("svhn", "s3://draw/datasets/svhn-smoke", progress=False)
     base = TrainConfig(data=DataConfig(dataset="s3://draw/datasets/svhn-smoke", validation_stride=10, test_limit=100),
-                       tracking=TrackingConfig(wandb=False), batch_size=32, steps=40, eval_every=10,
-                       eval_batch_size=100, progress=False)
+                       tracking=TrackingConfig(wandb=False), ray=RayConfig(num_workers=1, max_failures=1),
+                       out="s3://draw/searches/smoke", batch_size=32, steps=40, eval_every=10, eval_batch_size=100,
+                       quiet=True)
     good = {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}
     broken = {**good, "write_n": 99}  # a patch larger than the image: this trial must fail alone
     # (random search here, which takes any starting point; the job-submission test below runs Optuna)
     # Barely learning, and started after `good`: ASHA stops it at the first rung.
     crawling = {**good, "lr": 1e-7}
-    cfg = SearchConfig(base=base, name="smoke", storage="s3://draw/searches", space="smoke", num_trials=5,
+    cfg = SearchConfig(base=base, space="smoke", trials=5,
                        max_concurrent=2, points_to_evaluate=[good, broken, crawling], algorithm="random")
     best = run_search(cfg)
     table = capsys.readouterr().out
@@ -50,10 +53,10 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
     assert best["best_record"] == "s3://draw/searches/smoke/best.json"
     assert best["trials"] == 5 and best["errors"] == 1 and best["stopped_early"] >= 1
     assert best["eval_split"] == "validation" and best["metric"] == "nll_bound"
-    record = read_best("s3://draw/searches/smoke")
+    record = best_record.read("s3://draw/searches/smoke")
     assert record["checkpoint"].startswith("s3://draw/searches/smoke/trials/")
     model, state = checkpoint.load_model(record["checkpoint"])
-    assert model.config.image_shape == (3, 32, 32) and state["metrics"]["nll_bound"] == pytest.approx(record["value"])
+    assert model.image_shape == (3, 32, 32) and state["metrics"]["nll_bound"] == pytest.approx(record["value"])
     images, _ = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 32, 32)
 
@@ -94,7 +97,7 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
         assert "succeeded" in job.stdout + job.stderr
         record = json.loads((store / "tune-svhn-smoke" / "best.json").read_text())
         assert record["trials"] == 4 and storage.exists(checkpoint.checkpoint_file(record["checkpoint"]))
-        assert checkpoint.load_model(record["checkpoint"])[0].config.image_shape == (3, 32, 32)
+        assert checkpoint.load_model(record["checkpoint"])[0].image_shape == (3, 32, 32)
     finally:
         # `ray stop` would also stop this test session's own cluster: end just this head's processes,
         # and point Ray's address file back at the session's cluster (or remove it).

@@ -8,8 +8,9 @@ from wandb_records import config, history, run_info
 from draw_service.cli import main
 from draw_service.data.config import DataConfig
 from draw_service.tracking import TrackingConfig
-from draw_service.train.config import TrainConfig
-from draw_service.tune.search import SearchConfig, run_search
+from draw_service.train.config import RayConfig, TrainConfig
+from draw_service.tune.config import SearchConfig
+from draw_service.tune.search import run_search
 
 TINY = ["--T", "4", "--enc-size", "24", "--dec-size", "24", "--z-size", "6", "--read-n", "2", "--write-n", "3",
         "--batch-size", "20", "--train-limit", "400", "--test-limit", "60", "--quiet"]
@@ -39,7 +40,8 @@ def test_an_offline_run_records_metrics_pictures_and_config_but_never_the_key(tm
     assert (run_dir / media[0]["samples/path"]).stat().st_size > 0
     assert media[0]["drawing/_type"] == "video-file" and (run_dir / media[0]["drawing/path"]).suffix == ".gif"
     cfg = config(path)
-    assert cfg["model"]["T"] == 4 and cfg["batch_size"] == 20 and cfg["model"]["channels"] == 1
+    assert cfg["model"]["T"] == 4 and cfg["batch_size"] == 20 and cfg["image_shape"] == [1, 28, 28]
+    assert cfg["model"]["likelihood"] == "bernoulli"  # settled by the data: binarised MNIST
     info = run_info(path)
     assert info.project == "draw-service" and info.display_name == "run"
     # the same pictures, without W&B, in the output folder
@@ -58,9 +60,10 @@ def test_tracking_off_leaves_no_wandb_files(tmp_path):
 
 def test_a_search_groups_its_trials(ray_cluster, tmp_path, mnist):
     base = TrainConfig(data=DataConfig(dataset="mnist", train_limit=400, test_limit=40, validation_stride=10),
-                       tracking=TrackingConfig(wandb=True), batch_size=20, steps=10, eval_every=10, progress=False)
+                       tracking=TrackingConfig(wandb=True), ray=RayConfig(num_workers=1, max_failures=1),
+                       out=str(tmp_path / "grouped"), batch_size=20, steps=10, eval_every=10, quiet=True)
     point = {"read_n": 2, "write_n": 3, "z_size": 4, "hidden": 16, "T": 3, "lr": 3e-3}
-    cfg = SearchConfig(base=base, name="grouped", storage=str(tmp_path), space="smoke", num_trials=2, max_concurrent=2,
+    cfg = SearchConfig(base=base, space="smoke", trials=2, max_concurrent=2,
                        points_to_evaluate=[point, {**point, "lr": 1e-3}], algorithm="random")
     best = run_search(cfg)
     files = sorted(glob.glob(str(tmp_path / "grouped" / "trials" / "*" / "wandb" / "offline-run-*" / "run-*.wandb")))

@@ -6,7 +6,8 @@ backward, gradient clipping and Adam — as one CUDA graph removes that: each re
 The graph reads its batch and noise from fixed buffers, so a replay computes exactly what the eager
 step computes on the same inputs (tests/test_fast_paths.py checks it on a GPU).
 
-Both kinds take `(x, eps)` and return the step's `(loss, recon, kl, grad_norm)` as 0-d tensors on the device.
+Both kinds take `(x, eps)` and return the step's `(loss, recon, kl, grad_norm)` as 0-d tensors on the
+device; `set_lr` sets the learning rate of the next step (a schedule).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class EagerStep:
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.clip = grad_clip if grad_clip > 0 else math.inf
         self.bf16 = bf16
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         # Autocast's weight-cast cache must be off inside a CUDA graph capture; it costs little elsewhere.
@@ -62,11 +71,18 @@ class GraphedStep(EagerStep):
             raise ValueError("cuda_graphs captures a single-GPU step: train with one worker, or turn cuda_graphs off")
         self.warmup = warmup
         self.graph: torch.cuda.CUDAGraph | None = None
+        device = self.params[0].device
         for group in optimizer.param_groups:
             group["capturable"] = True  # Adam keeps its step count on the GPU, so the graph can advance it
+            # A tensor learning rate: the graph reads it at every replay, so a schedule can change it.
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
         for state in optimizer.state.values():
             if "step" in state:
-                state["step"] = state["step"].to(self.params[0].device, torch.float32)
+                state["step"] = state["step"].to(device, torch.float32)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"].fill_(lr)
 
     def _capture(self, x: Tensor, eps: Tensor) -> None:
         self.x, self.eps = x.clone(), eps.clone()  # the graph's input buffers (B, C, H, W), (T, B, z)

@@ -7,9 +7,9 @@ from draw_service import checkpoint
 from draw_service.model import DRAW, DRAWConfig
 
 
-def small_model():
+def small_model(**kw):
     torch.manual_seed(0)
-    return DRAW(DRAWConfig(height=10, width=14, channels=1, T=3, enc_size=8, dec_size=8, z_size=4, read_n=2, write_n=3))
+    return DRAW(DRAWConfig(T=3, enc_size=8, dec_size=8, z_size=4, read_n=2, write_n=3, **kw), (1, 10, 14))
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
@@ -52,3 +52,28 @@ def test_corrupt_truncated_foreign_and_missing_checkpoints_are_refused(tmp_path)
     checkpoint.save(state, tmp_path / "mismatch")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit"):
         checkpoint.load_model(tmp_path / "mismatch")
+
+
+def test_a_logistic_model_round_trips_with_its_scales_and_shape(tmp_path):
+    model = small_model(likelihood="logistic")
+    with torch.no_grad():
+        model.log_scale.uniform_(-3, -1)
+    folder = checkpoint.save(checkpoint.build_state(model, None, 5, {}), tmp_path / "ck")
+    loaded, state = checkpoint.load_model(folder)
+    assert state["image_shape"] == [1, 10, 14] and loaded.config.likelihood == "logistic"
+    torch.testing.assert_close(loaded.log_scale, model.log_scale, rtol=0, atol=0)
+
+
+def test_a_version_1_checkpoint_still_loads(tmp_path):
+    """Version 1 kept the image shape inside the model's configuration (and knew only the Bernoulli loss)."""
+    model = small_model()
+    state = checkpoint.build_state(model, None, 9, {})
+    state["version"] = 1
+    del state["image_shape"]
+    state["model_config"] = {"channels": 1, "height": 10, "width": 14,
+                             **{k: v for k, v in state["model_config"].items() if k != "likelihood"}}
+    torch.save(state, tmp_path / "old.pt")
+    loaded, state = checkpoint.load_model(tmp_path / "old.pt")
+    assert tuple(loaded.image_shape) == (1, 10, 14) and loaded.config.likelihood == "bernoulli"
+    x, eps = torch.rand(2, 1, 10, 14), torch.randn(3, 2, 4)
+    torch.testing.assert_close(loaded(x, eps).loss, model.eval()(x, eps).loss, rtol=0, atol=0)

@@ -1,9 +1,10 @@
 """Generation on a GPU as replayed CUDA graphs.
 
-`DRAW.decode` is T small steps; on a GPU at serving batch sizes their kernel launches, not the maths,
-set the time. `GraphedDecoder` captures the whole decode once per batch-size bucket (powers of two) and
-replays it, padding a batch up to its bucket; images are the same as `DRAW.decode`'s (each image's
-latents are its own row, so padding changes nothing but float noise in the matrix products).
+The step-by-step decode (`DRAW.decode_stepwise`) is T small steps; on a GPU at serving batch sizes their
+kernel launches, not the maths, set the time. `GraphedDecoder` captures that whole decode once per
+batch-size bucket (powers of two) and replays it, padding a batch up to its bucket; images are the same
+as `DRAW.decode`'s (each image's latents are its own row, so padding changes nothing but float noise in
+the matrix products).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ class GraphedDecoder:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up outside the capture: cuBLAS handles and workspaces
             for _ in range(2):
-                self.model.decode(eps)
+                self.model.decode_stepwise(eps)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: a Serve replica may decode eagerly (/animate) on another thread meanwhile
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            images, _ = self.model.decode(eps)
+            images, _ = self.model.decode_stepwise(eps)
         self._graphs[b] = (graph, eps, images)
 
     @torch.inference_mode()

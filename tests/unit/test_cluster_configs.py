@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from draw_service.serve.app import AppArgs
-from draw_service.serve.schema import ServeSettings
+from draw_service.serve.config import ServeSettings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 RAY_PIN = re.search(r'"ray\[[^\]]*\]==([0-9.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
 
@@ -91,7 +91,7 @@ def test_serve_configs_point_at_an_importable_app_with_valid_settings(source):
     AppArgs(**app["args"])  # the arguments build_app takes
     deployment = app["deployments"][0]
     assert deployment["name"] == "DRAWService"
-    settings = ServeSettings(**deployment["user_config"])
+    settings = ServeSettings.from_dict(deployment["user_config"])
     assert settings.max_batch_size <= deployment["max_ongoing_requests"]  # a batch can fill
     assert deployment["ray_actor_options"]["num_gpus"] == 1
 

@@ -129,7 +129,7 @@ class SeaweedS3:
 
 
 def main() -> None:
-    """`python -m draw_service.seaweed`: a throwaway S3 server to try the S3 paths by hand; Ctrl-C stops it
+    """`python -m devtools.s3_server`: a throwaway S3 server to try the S3 paths by hand; Ctrl-C stops it
     and deletes its data."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
     with SeaweedS3() as s3:

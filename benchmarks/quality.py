@@ -1,0 +1,142 @@
+"""Time to quality: train recipes for a wall-clock budget and record the test bound against minutes of
+training and epochs, as JSON and a PNG plot (bound vs minutes, one line per run).
+
+    make bench BENCH_ARGS="--only quality --quality-runs mnist-attention --quality-minutes 60"
+    python -m benchmarks.quality --plot bench-out/quality/quality.json docs/bench/*.quality.json --out docs/quality.png
+
+A recipe is a list of `draw-service train` options; the budget becomes `--time-limit`, which counts
+training time only (evaluations are not charged to it). The test bound is measured every `eval_every`
+steps on the whole binarised test set, so every point of the curve is a real test-set number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import say
+
+PAPER_BOUNDS = {"with attention": 80.97, "without attention": 87.40}  # Gregor et al., 2015, table 2
+
+# The paper's MNIST model (T=64, 256/256, z=100, read 2, write 5) with the recipe measured here (README,
+# "Results"): Adam with a short warm-up and a cosine decay over the planned epochs.
+_CPU = ["--compile", "--lr-schedule", "cosine", "--warmup-steps", "200", "--iw-samples", "10", "--eval-every", "600",
+        "--no-wandb", "--quiet"]
+_GPU = ["--device", "cuda", "--compile", "--cuda-graphs", "--lr-schedule", "cosine", "--warmup-steps", "200",
+        "--iw-samples", "10", "--no-wandb", "--quiet"]
+RECIPES: dict[str, dict[str, list[str]]] = {
+    "mnist-attention": {"cpu": ["--lr", "1e-3", *_CPU], "cuda": ["--lr", "1e-3", "--eval-every", "3000", *_GPU]},
+    "mnist-no-attention": {"cpu": ["--no-attention", "--lr", "1e-3", *_CPU],
+                           "cuda": ["--no-attention", "--lr", "1e-3", "--eval-every", "3000", *_GPU]},
+}
+
+
+def train_config(argv: list[str]):
+    """The training configuration `draw-service train ARGV` would run."""
+    from draw_service.cli import build_parser
+    from draw_service.settings import read_options
+    from draw_service.train.config import TrainConfig
+
+    return read_options(TrainConfig(), build_parser().parse_args(["train", *argv]))
+
+
+def curve(out: str) -> list[dict[str, float]]:
+    """Every evaluation a run reported: minutes of training, epoch, test bound (and IWAE where measured)."""
+    from draw_service import storage
+    from draw_service.run_dir import RunDir
+
+    run = RunDir(out)
+    points = []
+    for name in storage.list_dir(run.metrics):
+        m = json.loads(storage.read_bytes(run.metrics.join(name)))
+        if "nll_bound" in m:
+            points.append({k: m[k] for k in m if k in ("step", "epoch", "train_minutes", "nll_bound", "bits_per_dim")
+                           or k.startswith("iwae_bound")})
+    return sorted(points, key=lambda p: p["step"])
+
+
+def run_recipe(name: str, argv: list[str], minutes: float, out_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from draw_service import storage
+    from draw_service.device import describe, pick_device
+    from draw_service.train.run import train_command
+
+    out = out_dir / name
+    storage.delete(str(out))  # a fresh run: the curve must start at zero minutes
+    argv = [*argv, "--time-limit", f"{minutes:g}", "--out", str(out)]
+    cfg = train_config(argv)
+    say(f"  {name}: draw-service train {shlex.join(argv)}")
+    final = train_command(cfg)
+    return {"command": "draw-service train " + shlex.join(argv), "budget_minutes": minutes,
+            "hardware": describe(pick_device(cfg.device)), "threads": torch.get_num_threads(),
+            "points": curve(str(out)), "final": {k: v for k, v in final.items() if isinstance(v, (int, float))}}
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path,
+         title: str = "DRAW on binarised MNIST: time to quality") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for label, run in results.items():
+        pts = run["points"]
+        hw = run.get("hardware") or {}
+        where = hw.get("gpu") or f"{hw.get('cpu', 'CPU')}, {run.get('threads', '?')} threads"
+        ax.plot([p["train_minutes"] for p in pts], [p["nll_bound"] for p in pts], marker="o", ms=3,
+                label=f"{label} ({where})")
+    for text, value in PAPER_BOUNDS.items():
+        ax.axhline(value, ls="--", lw=1, color="grey")
+        ax.annotate(f"paper, {text}: {value}", (0, value), xytext=(4, 3), textcoords="offset points", fontsize=8,
+                    color="grey")
+    lows = [p["nll_bound"] for run in results.values() for p in run["points"]]
+    if lows:
+        ax.set_ylim(min(min(lows), 80.0) - 2, min(max(lows), 160.0) + 2)
+    ax.set_xlabel("minutes of training")
+    ax.set_ylabel("test NLL bound (nats per image, lower is better)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def bench_quality(runs: list[str], minutes: float, device: str, out_dir: Path) -> dict[str, Any]:
+    results = {}
+    for name in runs:
+        if name not in RECIPES:
+            raise SystemExit(f"unknown quality run {name!r}: choose from {', '.join(RECIPES)}")
+        results[name] = run_recipe(name, RECIPES[name][device], minutes, out_dir)
+        say(f"  {name}: {results[name]['final'].get('nll_bound'):.2f} nats after "
+            f"{results[name]['final'].get('train_minutes', math.nan):.1f} minutes")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "quality.json").write_text(json.dumps(results, indent=2))
+    plot(results, out_dir / "quality.png")
+    return {"runs": results, "json": str(out_dir / "quality.json"), "plot": str(out_dir / "quality.png")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-plot saved results together: `python -m benchmarks.quality --plot A.json B.json --out plot.png`."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=main.__doc__)
+    p.add_argument("--plot", nargs="+", required=True, help="quality.json files written by the bench")
+    p.add_argument("--out", required=True, help="the PNG to write")
+    a = p.parse_args(argv)
+    merged: dict[str, Any] = {}
+    for path in a.plot:
+        merged.update(json.loads(Path(path).read_text()))
+    plot(merged, Path(a.out))
+    print(json.dumps({"plot": a.out, "runs": sorted(merged)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

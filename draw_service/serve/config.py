@@ -1,0 +1,47 @@
+"""How the HTTP service is deployed (`ServeConfig`) and its runtime settings (`ServeSettings`, Serve's
+user_config, changeable without restarting replicas)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import Settings, option, section
+
+
+@dataclass
+class ServeSettings(Settings):
+    what = "Serve user_config"
+
+    max_batch_size: int = option(32, min=1, help="requests decoded together in one pass")
+    batch_wait_timeout_s: float = option(0.01, min=0, help="how long a batch waits to fill, in seconds")
+    max_n: int = option(64, min=1, help="images per /sample request")
+    max_n_animate: int = option(16, min=1, help="images per /animate request")
+
+    def check(self) -> None:
+        if self.batch_wait_timeout_s > 10 or self.max_n > 1024 or self.max_n_animate > 256:
+            raise ValueError("batch_wait_timeout_s must be <= 10, max_n <= 1024 and max_n_animate <= 256")
+
+
+@dataclass
+class ServeConfig(Settings):
+    what = "serve"
+
+    checkpoint: str | None = option(None, help="checkpoint URI (folder or file, local or s3://)")
+    best: str | None = option(None, help="a search's best record (best.json, or the search's folder)")
+    host: str = option("127.0.0.1", help="0.0.0.0 to listen on every interface")
+    port: int = option(8000, min=1, help="HTTP port")
+    replicas: int = option(1, min=1, help="replicas, unless --max-replicas turns on autoscaling")
+    min_replicas: int = option(1, min=0, help="autoscaling: the fewest replicas")
+    max_replicas: int | None = option(None, min=1, help="turns on autoscaling up to this many replicas")
+    target_ongoing_requests: int = option(32, min=1, cli=False, help="autoscaling: ongoing requests per replica")
+    gpus_per_replica: float = option(0.0, min=0, help="GPUs per replica")
+    cpus_per_replica: float = option(1.0, above=0, cli=False, help="CPUs per replica")
+    max_ongoing_requests: int = option(64, min=1, help="requests a replica holds at once")
+    settings: ServeSettings = section(ServeSettings, title="runtime settings (Serve's user_config)")
+    detach: bool = option(False, help="return once deployed (on a running cluster)")
+    app_name: str = option("draw", cli=False, help="the Serve application's name")
+
+    def check(self) -> None:
+        if self.settings.max_batch_size > self.max_ongoing_requests:
+            raise ValueError(f"max batch size {self.settings.max_batch_size} exceeds max ongoing requests "
+                             f"{self.max_ongoing_requests}: a batch could never fill")

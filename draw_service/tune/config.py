@@ -1,0 +1,46 @@
+"""What a search is: the base training run each trial changes, the space, and how many trials run how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..data.config import DataConfig
+from ..settings import Settings, option, section
+from ..train.config import RayConfig, TrainConfig
+
+
+def _base() -> TrainConfig:
+    # A search scores trials on a validation split held out of the training images, never on the test
+    # split; every trial is a Ray Train run of at least one worker.
+    return TrainConfig(data=DataConfig(validation_stride=10), ray=RayConfig(num_workers=1, max_failures=1))
+
+
+@dataclass
+class SearchConfig(Settings):
+    what = "search"
+
+    base: TrainConfig = section(_base, title="each trial's training run (--out: the search's folder)")
+    space: str = option("svhn", choices=("svhn", "mnist-demo", "smoke"),
+                        help="svhn: centred on the paper's SVHN model; mnist-demo: small models for a CPU; "
+                             "smoke: tiny, for a check")
+    trials: int = option(16, min=1, help="trials in all")
+    max_concurrent: int | None = option(None, min=1, help="trials at once (default: what the cluster holds)")
+    time_budget: float | None = option(None, above=0, metavar="SECONDS", help="seconds for the whole search")
+    algorithm: str = option("optuna", choices=("optuna", "random"), help="how new trials are proposed")
+    grace_reports: int = option(1, min=1, help="ASHA: evaluations every trial gets before it may be stopped")
+    reduction_factor: int = option(2, min=2, cli=False, help="ASHA's reduction factor")
+    prepare_from: str | None = option(None, help="if --dataset holds no prepared dataset, prepare this source "
+                                                 "(e.g. svhn) into it first")
+    prepare_train_limit: int | None = option(None, min=1, help="with --prepare-from: the first N training images")
+    prepare_test_limit: int | None = option(None, min=1, help="with --prepare-from: the first N test images")
+    # Trials to run first, before the algorithm proposes any (default: the space's starting point).
+    points_to_evaluate: list[dict[str, Any]] | None = option(None, cli=False, help="trials to run first")
+
+    def check(self) -> None:
+        if self.base.ray.num_workers < 1:
+            raise ValueError("every trial of a search is a Ray Train run: --num-workers must be >= 1")
+
+    def reports_per_trial(self) -> int:
+        steps = self.base.steps or 0
+        return max(1, -(-steps // (self.base.eval_every or steps or 1)))

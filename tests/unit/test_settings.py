@@ -1,0 +1,108 @@
+"""The one configuration tree: the CLI generated from it, validation in one place, dict round trips."""
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from draw_service.cli import COMMANDS, _load, build_parser, main
+from draw_service.model import DRAWConfig
+from draw_service.settings import Settings, add_options, option, read_options, section, to_argv
+from draw_service.train.config import TrainConfig
+from draw_service.tune.config import SearchConfig
+
+
+def parse(command, *argv):
+    args = build_parser().parse_args([command, *argv])
+    return read_options(_load(COMMANDS[command].settings)(), args)
+
+
+def test_every_field_of_every_command_is_on_its_command_line_with_its_default():
+    parser = build_parser()  # no flag clashes between a command's sections
+    for name, command in COMMANDS.items():
+        defaults = _load(command.settings)()
+        sub = parser._subparsers._group_actions[0].choices[name]
+        dests = {a.dest for a in sub._actions}
+
+        assert set(cli_fields(defaults)) <= dests, name
+
+
+def cli_fields(s, prefix=""):
+    for f in s.__dataclass_fields__.values():
+        if not f.metadata.get("cli", True):
+            continue
+        if f.metadata.get("section"):
+            yield from cli_fields(getattr(s, f.name), prefix + f.name + ".")
+        else:
+            yield prefix + f.name
+
+
+def test_train_options_land_in_the_tree():
+    cfg = parse("train", "--T", "16", "--no-attention", "--z-size", "7", "--dataset", "cifar10", "--image-size",
+                "32x24", "--num-workers", "2", "--gpus-per-worker", "0.25", "--lr-schedule", "cosine", "--time-limit",
+                "1.5", "--no-wandb", "--quiet")
+    assert cfg.model == DRAWConfig(T=16, attention=False, z_size=7, likelihood="auto")
+    assert cfg.data.dataset == "cifar10" and cfg.data.image_size == (32, 24)
+    assert cfg.ray.num_workers == 2 and cfg.ray.gpus_per_worker == 0.25 and cfg.ray.use_gpu
+    assert cfg.lr_schedule == "cosine" and cfg.time_limit == 1.5 and not cfg.tracking.wandb and cfg.quiet
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # through JSON (tuples too)
+
+
+def test_a_command_takes_its_defaults_from_its_settings_object():
+    # A search's trials train on a validation split with one worker each: the search's own defaults.
+    cfg = parse("tune", "--steps", "10")
+    assert cfg.base.data.validation_stride == 10 and cfg.base.ray.num_workers == 1
+    assert parse("train").data.validation_stride == 0 and parse("train").ray.num_workers == 0
+    with pytest.raises(ValueError, match="--num-workers must be >= 1"):
+        SearchConfig(base=TrainConfig())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--lr", "-1"], "lr must be > 0"),
+    (["--T", "0"], "T must be >= 1 (a positive integer)"),
+    (["--epochs", "0"], "epochs must be > 0"),
+    (["--device", "cpu", "--cuda-graphs"], "cuda_graphs needs a GPU"),
+])
+def test_bad_values_are_refused_in_one_place_with_one_line(argv, message, capsys):
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_keys_and_wrong_types_are_named():
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['batchsize'\]"):
+        TrainConfig.from_dict({"batchsize": 3})
+    with pytest.raises(ValueError, match="batch_size must be an integer, got '100'"):
+        TrainConfig.from_dict({"batch_size": "100"})
+    with pytest.raises(ValueError, match="unknown data option"):
+        TrainConfig.from_dict({"data": {"datset": "mnist"}})
+
+
+def test_a_new_setting_is_one_line():
+    @dataclass
+    class Inner(Settings):
+        what = "inner"
+        width: int = option(3, min=1, help="how wide")
+
+    @dataclass
+    class Outer(Settings):
+        what = "outer"
+        inner: Inner = section(Inner, title="inner things")
+        name: str = option("x", choices=("x", "y"), help="which")
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Outer())
+    got = read_options(Outer(), parser.parse_args(["--width", "5", "--name", "y"]))
+    assert got == Outer(inner=Inner(width=5), name="y")
+    assert "how wide (default 3)" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--name", "z"])
+
+
+def test_a_configuration_gives_back_the_command_that_makes_it():
+    argv = ["--T", "16", "--no-attention", "--image-size", "32x24", "--lr", "0.002", "--no-wandb", "--epochs", "15"]
+    cfg = parse("train", *argv)
+    assert sorted(to_argv(cfg)) == sorted(argv)
+    assert parse("train", *to_argv(cfg)) == cfg
