@@ -11,7 +11,7 @@ ifeq ($(origin DRAW_DATA_ROOT),undefined)
   endif
 endif
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup browser test demo bench lint clean
 
 # Setup talks on stderr, so that `make bench > bench.json` holds only the benchmark's JSON.
 $(STAMP): pyproject.toml
@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+# The page test drives the system's Chromium; install it where this machine can (Debian, as root), else
+# that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing Chromium for the browser test (apt-get)" >&2 && \
+	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; } || \
+	  echo "no Chromium, and no way to install it here: the browser test will skip" >&2
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

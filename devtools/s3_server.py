@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 
@@ -51,12 +52,15 @@ def weed_binary() -> str:
 
 
 class SeaweedS3:
-    def __init__(self, bucket: str = "draw", access_key: str = "draw-test-key", secret_key: str = "draw-test-secret",
+    def __init__(self, bucket: str = "draw", access_key: str = "draw-test-key", secret_key: str | None = None,
                  startup_timeout: float = 60.0):
+        # A distinctive secret by default, so a test can look for it in everything a run leaves behind.
+        secret_key = secret_key or f"draw-secret-{uuid.uuid4().hex}"
         self.bucket, self.access_key, self.secret_key = bucket, access_key, secret_key
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
         self.workdir: str | None = None
+        self.ports: list[int] = []
 
     @property
     def endpoint(self) -> str:
@@ -68,20 +72,26 @@ class SeaweedS3:
                 "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
 
     def start(self) -> SeaweedS3:
-        self.workdir = tempfile.mkdtemp(prefix="seaweed-")
-        data = Path(self.workdir, "data")
-        data.mkdir()
-        identities = Path(self.workdir, "s3.json")
-        identities.write_text(json.dumps({"identities": [{
-            "name": "draw", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        master, volume, filer, self.s3_port = free_port_pairs(4)
+        """Start the server; after `kill()`, start it again on the same ports with the same data."""
+        data, identities = Path(self.workdir or "", "data"), Path(self.workdir or "", "s3.json")
+        if self.workdir is None:
+            self.workdir = tempfile.mkdtemp(prefix="seaweed-")
+            data, identities = Path(self.workdir, "data"), Path(self.workdir, "s3.json")
+            data.mkdir()
+            identities.write_text(json.dumps({"identities": [{
+                "name": "draw", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            self.ports = free_port_pairs(4)
+        master, volume, filer, self.s3_port = self.ports
         cmd = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3",
                f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={identities}",
                "-master.volumeSizeLimitMB=64", "-volume.max=0", "-metricsPort=0"]
-        self.log = open(Path(self.workdir, "weed.log"), "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.log = open(Path(self.workdir, "weed.log"), "ab")
+        # SeaweedFS adds an identity of its own from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in its
+        # environment, which would override this server's (another server's keys, in a test session).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self._create_bucket()
         return self
 
@@ -100,13 +110,20 @@ class SeaweedS3:
                 client.create_bucket(Bucket=self.bucket)
                 client.put_object(Bucket=self.bucket, Key=".ready", Body=b"ok")
                 return
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                return
+            except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+                return  # a restart on the same data
             except Exception:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise
                 time.sleep(0.5)
+
+    def kill(self) -> None:
+        """The storage disappears: the server dies at once (its data stays, for `start()`)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

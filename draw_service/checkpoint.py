@@ -10,6 +10,7 @@ the folder or the file, locally or on S3.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ import torch
 from . import storage
 from .model import DRAW, DRAWConfig, ImageShape
 from .run_dir import RunDir
+
+log = logging.getLogger(__name__)
 
 FORMAT = "draw-service/checkpoint"
 VERSION = 2  # 2: the architecture and the image shape are stored apart (1 kept them in one dict)
@@ -73,6 +76,40 @@ def latest(run: RunDir) -> str | None:
     return None
 
 
+def load_latest(run: RunDir) -> tuple[dict[str, Any], str] | None:
+    """The run's newest checkpoint that can be read, and its URI; None when the run has none.
+
+    An unreadable newest checkpoint (a kill mid-write, a truncated upload, a 0-byte file) is passed over
+    with a warning for the one before it: a run never restarts from zero while a good checkpoint exists,
+    and is refused, not restarted, when none of its checkpoints can be read."""
+    found = [folder for _, folder in reversed(run.checkpoints()) if storage.exists(folder.join(FILENAME))]
+    problems = []
+    for folder in found:
+        try:
+            state = load(folder)
+        except CheckpointError as err:
+            log.warning("passing over an unreadable checkpoint: %s", err)
+            problems.append(str(err))
+            continue
+        if problems:
+            log.warning("resuming from %s, the newest checkpoint that can be read", folder.uri)
+        return state, folder.uri
+    if problems:
+        raise CheckpointError(f"none of the {len(found)} checkpoints of {run.uri} can be read (newest: "
+                              f"{problems[0]}); move them away to start afresh")
+    return None
+
+
+def retained(scored: list[tuple[int, float | None]], keep: int) -> set[int]:
+    """The checkpoints (steps) to keep of `scored` (step, evaluated bound or None): the newest one and the
+    `keep` best evaluated ones, unevaluated ones counting as worst, newer before older. Ray's retention
+    (`num_to_keep` with a score that is +inf until evaluated) keeps the same ones on Ray."""
+    if not scored:
+        return set()
+    ranked = sorted(scored, key=lambda item: (item[1] is None, item[1] if item[1] is not None else 0, -item[0]))
+    return {max(step for step, _ in scored)} | {step for step, _ in ranked[:keep]}
+
+
 def checkpoint_file(uri: str | storage.Location) -> storage.Location:
     loc = storage.resolve(uri)
     if loc.path.endswith(".pt") or (storage.exists(loc) and not storage.is_dir(loc)):
@@ -100,6 +137,9 @@ def load(uri: str | storage.Location) -> dict[str, Any]:
         state = _from_version_1(state)
     if state.get("version") != VERSION:
         raise CheckpointError(f"{loc.uri} has checkpoint version {state.get('version')}, this build reads {VERSION}")
+    missing = [k for k in ("model_config", "image_shape", "model", "step") if not state.get(k) and state.get(k) != 0]
+    if missing:
+        raise CheckpointError(f"{loc.uri} is incomplete: it has no {', '.join(missing)}")
     return state
 
 

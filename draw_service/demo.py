@@ -94,7 +94,8 @@ def run(opts: DemoConfig) -> dict[str, Any]:
                        steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, quiet=True)
     best = run_search(SearchConfig(base=base, space="mnist-demo", trials=opts.trials, max_concurrent=opts.concurrent,
                                    algorithm="optuna"))
-    p.note(f"best trial {best['trial_id']}: validation NLL bound {best['value']:.2f} nats, {best['checkpoint']}")
+    p.note(f"best trial {best['trial_id']}: validation NLL bound {best['nll_bound']:.2f} nats "
+           f"({best['bits_per_dim']:.4f} bits/dim), {best['checkpoint']}")
 
     p.stage(4, "Evaluating the best checkpoint on the MNIST test set (binarised, 10,000 images)")
     model, _ = checkpoint.load_model(best["checkpoint"])
@@ -117,7 +118,7 @@ def run(opts: DemoConfig) -> dict[str, Any]:
     p.note(f"{url}/animate -> {out / 'drawing.gif'}")
 
     summary = {
-        "best_trial": best["trial_id"], "validation_nll_bound": round(best["value"], 2),
+        "best_trial": best["trial_id"], "validation_nll_bound": round(best["nll_bound"], 2),
         "test_nll_bound": round(bound["nll_bound"], 2), "model": info["model"], "checkpoint": best["checkpoint"],
         "best_record": best["best_record"], "endpoint": url, "docs": f"{url}/docs",
         "samples": str(out / "samples.png"), "drawing": str(out / "drawing.gif"), "wall_time": p.elapsed(),

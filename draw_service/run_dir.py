@@ -12,12 +12,16 @@ that writes or reads a run asks it where things go, so a run started locally con
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import posixpath
 import re
 from pathlib import Path
 
 from . import storage
+
+log = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 
@@ -67,6 +71,23 @@ class RunDir:
 
     def metrics_file(self, step: int) -> storage.Location:
         return self.metrics.join(f"{step:07d}.json")
+
+    def reported_bound(self, step: int) -> float | None:
+        """The evaluated bound reported at `step` (what checkpoint retention ranks by), or None."""
+        try:
+            return json.loads(storage.read_bytes(self.metrics_file(step))).get("nll_bound")
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def remove_partial_files(self) -> None:
+        """Temporary files that killed writes left in the checkpoint folders (local runs; S3 writes are atomic)."""
+        if self.loc.is_s3:
+            return
+        for _, folder in self.checkpoints():
+            for name in storage.list_dir(folder):
+                if storage.TMP_MARK in name:
+                    log.warning("removing %s, left by an interrupted write", folder.join(name).uri)
+                    storage.delete(folder.join(name))
 
     @property
     def media(self) -> storage.Location:

@@ -8,8 +8,10 @@ pyarrow's filesystems (which Ray Train also takes for checkpoints); boto3 answer
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +19,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"  # in the name of a file being written; one left behind is a write that was killed
 
 
 class StorageError(Exception):
@@ -86,36 +92,81 @@ def resolve(uri: str | os.PathLike | Location) -> Location:
     return Location(pafs.LocalFileSystem(), path, path)
 
 
-def _wrap(loc: Location, what: str, err: Exception) -> StorageError:
-    return StorageError(f"{what} {loc.uri} failed: {type(err).__name__}: {err}")
+def _wrap(loc: Location, what: str, err: Exception, attempts: int = 1) -> StorageError:
+    text = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+    if loc.is_s3 and any(code in str(err) for code in _DENIED):
+        return _refused(loc, os.environ.get("AWS_ENDPOINT_URL", "AWS S3"), f"{what} was refused")
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    return StorageError(f"{what} {loc.uri} failed{tries}: {type(err).__name__}: {text}")
+
+
+# S3 answers that no retry will change; anything else from S3 (a dropped connection, a timeout, a 5xx) is
+# worth another try.
+_PERMANENT = ("NoSuchBucket", "NO_SUCH_BUCKET", "InvalidBucketName", "NoSuchKey")
+RETRIES = 4  # attempts of an S3 read or write, beyond pyarrow's own retries of each request
+BACKOFF_S = 1.0  # first wait; doubled each time (1, 2, 4 s)
+
+
+def _with_retries(loc: Location, what: str, fn):
+    """`fn()`, retried with backoff while S3 fails in a way that may pass (a restart, a network blip)."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return fn()
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            permanent = any(code in str(err) for code in _DENIED + _PERMANENT)
+            if not loc.is_s3 or permanent or attempt == RETRIES:
+                raise _wrap(loc, what, err, attempt) from err
+            wait = BACKOFF_S * 2 ** (attempt - 1)
+            log.warning("%s %s failed (%s); retrying in %.1f s", what, loc.uri, str(err).splitlines()[0][:200], wait)
+            time.sleep(wait)
 
 
 def read_bytes(uri: str | Location) -> bytes:
     loc = resolve(uri)
-    try:
+
+    def read() -> bytes:
         with loc.fs.open_input_stream(loc.path) as f:
             return f.read()
+    try:
+        return _with_retries(loc, "reading", read)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{loc.uri} does not exist") from err
-    except OSError as err:
-        raise _wrap(loc, "reading", err) from err
 
 
 def write_bytes(uri: str | Location, data: bytes) -> None:
-    """Write a whole object; readers see the old object or the new one, never a half-written file."""
+    """Write a whole object durably; readers see the old object or the new one, never a half-written file.
+
+    On S3 a PUT is atomic and is retried while S3 fails in a way that may pass. Locally the bytes go to a
+    temporary file that is flushed to disk before it is renamed into place (and removed if anything fails),
+    so a crash or a kill leaves either the old file or the complete new one."""
     loc = resolve(uri)
-    try:
-        if loc.is_s3:  # a PUT is atomic on S3
+    if loc.is_s3:
+        def put() -> None:
             with loc.fs.open_output_stream(loc.path) as f:
                 f.write(data)
-            return
-        loc.fs.create_dir(posixpath.dirname(loc.path), recursive=True)
-        tmp = f"{loc.path}.tmp-{uuid.uuid4().hex[:8]}"
-        with loc.fs.open_output_stream(tmp) as f:
+        _with_retries(loc, "writing", put)
+        return
+    folder = posixpath.dirname(loc.path)
+    tmp = f"{loc.path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, loc.path)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power cut
+        finally:
+            os.close(dir_fd)
     except OSError as err:
         raise _wrap(loc, "writing", err) from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def exists(uri: str | Location) -> bool:
@@ -178,7 +229,7 @@ def check_access(uri: str | Location, write: bool = True) -> Location:
             write_bytes(probe, b"ok")
             loc.fs.delete_file(probe.path)
         except (OSError, StorageError) as err:
-            if loc.is_s3 and any(code in str(err) for code in _DENIED):
+            if loc.is_s3 and ("was refused" in str(err) or any(code in str(err) for code in _DENIED)):
                 raise _refused(loc, os.environ.get("AWS_ENDPOINT_URL", "AWS S3"), "writing was refused") from err
             raise StorageError(f"cannot write to {loc.uri}: {err}") from err
     return loc
@@ -189,7 +240,8 @@ def boto3_client():
     from botocore.config import Config
 
     endpoint, scheme = _endpoint()
-    return boto3.client(
+    # A session of its own: boto3's default one keeps the first credentials it found for the process.
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=f"{scheme}://{endpoint}" if endpoint else None,
         region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,48 +45,93 @@ def stable_run_id(out_uri: str) -> str:
 
 
 class Tracker:
-    """Metrics and pictures of one run, to W&B and to `<out>/media`."""
+    """Metrics and pictures of one run, to W&B and to `<out>/media`.
+
+    W&B writes its offline file every second (its default is 15 s), so a run that is killed — a search
+    trial that ASHA stops, a preempted pod — still leaves every report it made. For a run on S3 the
+    files are written on this machine and copied into `<out>/wandb/` after every report and at the end,
+    so they outlive the pod."""
 
     def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], run: RunDir):
         self.cfg = cfg
         self.out = run
         self.run = None
+        self.folder = run.wandb_local_dir()
+        self._copied: dict[str, tuple[int, int]] = {}  # W&B files already in storage: (size, mtime_ns)
         if cfg.wandb:
             import wandb
 
-            mode = os.environ.get("WANDB_MODE", "offline")
-            folder = run.wandb_local_dir()
-            folder.mkdir(parents=True, exist_ok=True)
+            # Online when a key is there (a Kubernetes Secret, `wandb login`), offline files otherwise.
+            mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+            self.folder.mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(
                 project=cfg.wandb_project, group=cfg.group, name=cfg.run_name or run.name, config=run_config,
-                dir=str(folder), mode=mode, id=stable_run_id(self.out.uri), resume="allow",
-                settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+                dir=str(self.folder), mode=mode, id=stable_run_id(self.out.uri), resume="allow",
+                settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
+                                        x_transaction_log_flush_interval=1.0),
             )
             self.run.summary["out"] = self.out.uri
             log.info("W&B run %s (%s) in %s", self.run.id, mode, self.run.dir)
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: dict[str, Any], step: int, commit: bool = True) -> None:
+        """Values at `step`; `commit=False` when more for the same step follows (W&B drops a second commit)."""
         if self.run is not None:
-            self.run.log(metrics, step=step)
+            self.run.log(metrics, step=step, commit=commit)
 
-    def log_media(self, grid: Image.Image, gif: bytes, step: int) -> None:
-        from .viz import png_bytes
+    def log_report(self, metrics: dict[str, Any], step: int, media: tuple[Image.Image, bytes] | None) -> None:
+        """A report: its metrics and, when given, a sample grid and a drawing GIF (also written to `<out>/media`)."""
+        values = dict(metrics)
+        if media is not None:
+            from .viz import png_bytes
 
-        media = self.out.media
-        storage.write_bytes(media.join(f"samples_{step:07d}.png"), png_bytes(grid))
-        storage.write_bytes(media.join(f"drawing_{step:07d}.gif"), gif)
-        if self.run is not None:
-            import wandb
+            grid, gif = media
+            storage.write_bytes(self.out.media.join(f"samples_{step:07d}.png"), png_bytes(grid))
+            storage.write_bytes(self.out.media.join(f"drawing_{step:07d}.gif"), gif)
+            if self.run is not None:
+                import wandb
 
-            self.run.log({"samples": wandb.Image(grid, caption=f"step {step}"),
-                          "drawing": wandb.Video(io.BytesIO(gif), format="gif", caption=f"step {step}")}, step=step)
+                values.update({"samples": wandb.Image(grid, caption=f"step {step}"),
+                               "drawing": wandb.Video(io.BytesIO(gif), format="gif", caption=f"step {step}")})
+        before = self._log_size()
+        self.log(values, step)
+        self.persist(wait_for_growth_of=before)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
             for k, v in values.items():
                 self.run.summary[k] = v
 
+    def _log_size(self) -> int:
+        """Bytes of the run's transaction log (`run-<id>.wandb`) on this machine so far."""
+        return sum(p.stat().st_size for p in self.folder.rglob("run-*.wandb")) if self.run is not None else 0
+
+    def persist(self, wait_for_growth_of: int | None = None, wait_s: float = 10.0) -> None:
+        """A run on S3: copy its W&B files that changed from this machine into `<out>/wandb/`.
+
+        After a report, first wait (up to `wait_s`) until W&B has flushed it into its transaction log: a
+        trial that ASHA stops next may never get another chance to copy it."""
+        if self.run is None or not self.out.loc.is_s3:
+            return
+        if wait_for_growth_of is not None:
+            deadline = time.monotonic() + wait_s
+            while self._log_size() <= wait_for_growth_of and time.monotonic() < deadline:
+                time.sleep(0.05)
+        written = self.folder / "wandb"  # W&B writes under <dir>/wandb/: <out>/wandb/ as for a local run
+        for path in written.rglob("*"):
+            if not path.is_file() or path.is_symlink():
+                continue
+            rel = path.relative_to(written).as_posix()
+            seen = (path.stat().st_size, path.stat().st_mtime_ns)
+            if self._copied.get(rel) == seen:
+                continue  # pictures and logs of earlier reports are not uploaded again
+            try:
+                storage.write_bytes(self.out.wandb.join(rel), path.read_bytes())
+                self._copied[rel] = seen
+            except (OSError, storage.StorageError) as err:  # a file W&B is rewriting: the next copy has it
+                log.debug("W&B file %s not copied this time: %s", rel, err)
+
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()
+            self.persist()
             self.run = None

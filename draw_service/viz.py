@@ -1,4 +1,4 @@
-"""Pictures of the model: sample grids and animations of the canvas being drawn, write window on top."""
+"""Pictures of the model: sample grids and animations of the canvas being drawn, with its windows on top."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from torchvision.utils import make_grid
 from .model import DrawingRecord
 
 PADDING = 2
-WINDOW_COLOUR = (255, 40, 40)
+WINDOW_COLOUR = (255, 40, 40)  # the write window: red, as in the paper
+READ_COLOUR = (40, 220, 40)  # the read window: green
 
 
 def _nrow(n: int) -> int:
@@ -29,25 +30,27 @@ def grid_image(images: Tensor, nrow: int | None = None, scale: int = 2) -> Image
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale != 1 else im
 
 
-def drawing_frames(record: DrawingRecord, write_n: int | None, nrow: int | None = None,
-                   scale: int = 3) -> list[Image.Image]:
-    """One picture per step t: the canvases σ(c_t) with each image's write window as a red box.
+def drawing_frames(record: DrawingRecord, write_n: int | None, nrow: int | None = None, scale: int = 3,
+                   read_n: int | None = None) -> list[Image.Image]:
+    """One picture per step t: the canvases σ(c_t), each image's write window as a red box and, when the
+    record has them and `read_n` is given, its read window as a green one (the paper's figure 3).
 
-    The box spans the write grid's N filter centres plus half a stride each side: the patch the
-    decoder paints at step t. Attention-free models get no boxes.
+    A box spans its grid's N filter centres plus half a stride each side: the patch the decoder paints
+    (or the encoder reads) at step t. Attention-free models get no boxes.
     """
     T, n, C, H, W = record.canvases.shape
     nrow = nrow or _nrow(n)
+    windows = [(record.write_windows, write_n, WINDOW_COLOUR), (record.read_windows, read_n, READ_COLOUR)]
+    windows = [(win, N, colour) for win, N, colour in windows if win is not None and N is not None]
     frames = []
     for t in range(T):
         im = grid_image(record.canvases[t], nrow, scale)
-        if record.write_windows is not None and write_n is not None:
-            draw = ImageDraw.Draw(im)
-            win = record.write_windows
-            for i in range(n):
-                row, col = divmod(i, nrow)
-                ox, oy = PADDING + col * (W + PADDING), PADDING + row * (H + PADDING)
-                half = write_n / 2 * float(win.delta[t, i])
+        draw = ImageDraw.Draw(im)
+        for i in range(n):
+            row, col = divmod(i, nrow)
+            ox, oy = PADDING + col * (W + PADDING), PADDING + row * (H + PADDING)
+            for win, N, colour in windows:
+                half = N / 2 * float(win.delta[t, i])
                 # Pixel coordinates run from 1; the picture's from 0.
                 x0, x1 = float(win.gx[t, i]) - 1 - half, float(win.gx[t, i]) - 1 + half
                 y0, y1 = float(win.gy[t, i]) - 1 - half, float(win.gy[t, i]) - 1 + half
@@ -56,8 +59,7 @@ def drawing_frames(record: DrawingRecord, write_n: int | None, nrow: int | None 
                 if x1 <= x0 or y1 <= y0:
                     continue  # the window is off the image
                 draw.rectangle([(ox + x0 + 0.5) * scale, (oy + y0 + 0.5) * scale,
-                                (ox + x1 + 0.5) * scale - 1, (oy + y1 + 0.5) * scale - 1],
-                               outline=WINDOW_COLOUR, width=1)
+                                (ox + x1 + 0.5) * scale - 1, (oy + y1 + 0.5) * scale - 1], outline=colour, width=1)
         frames.append(im)
     return frames
 
@@ -79,11 +81,15 @@ def png_bytes(image: Image.Image) -> bytes:
 
 @torch.no_grad()
 def sample_pictures(model, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-                    animate: int = 16) -> tuple[Image.Image, bytes]:
-    """A grid of `n` samples, and a GIF of drawing the first `animate` of them (GIFs grow with T × n)."""
+                    animate: int = 9, max_frames: int = 32) -> tuple[Image.Image, bytes]:
+    """A grid of `n` samples, and a small GIF of drawing the first `animate` of them: at most `max_frames`
+    frames (every k-th step and the last), at twice the size — a few hundred kB for the paper's T = 64,
+    as W&B and the run's media folder keep one per evaluation."""
     images, record = model.sample(n, generator=generator, temperature=temperature, record=True)
     write_n = model.config.write_n if model.config.attention else None
-    record.canvases = record.canvases[:, :animate]
+    T = record.canvases.shape[0]
+    steps = sorted(set(range(T - 1, -1, -math.ceil(T / max_frames))))  # ends on the finished drawing
+    record.canvases = record.canvases[steps, :animate]
     if record.write_windows is not None:
-        record.write_windows = type(record.write_windows)(*(f[:, :animate] for f in record.write_windows))
-    return grid_image(images), gif_bytes(drawing_frames(record, write_n))
+        record.write_windows = type(record.write_windows)(*(f[steps, :animate] for f in record.write_windows))
+    return grid_image(images), gif_bytes(drawing_frames(record, write_n, scale=2))

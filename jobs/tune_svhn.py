@@ -5,11 +5,13 @@ Ray Tune (ASHA + Optuna), one Ray Train run per trial, and writes the best recor
 <storage>/<name>/best.json. SVHN is prepared into <storage>/datasets/svhn the first time.
 
 Storage defaults to $DRAW_STORAGE, else ~/draw-service (a local folder); on a cluster pass an
-s3:// URI. Every option of `draw-service tune` is accepted; `--smoke` picks a tiny CPU-sized search.
-Submitting the same search again resumes it.
+s3:// URI. Every option of `draw-service tune` is accepted; `--smoke` picks a tiny CPU-sized search,
+named with the time it starts so that every smoke run searches afresh. Submitting the same (named)
+search again resumes it; submitting a finished one says so and trains nothing.
 """
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -27,10 +29,11 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", default=os.environ.get("DRAW_STORAGE", os.path.expanduser("~/draw-service")))
     p.add_argument("--smoke", action="store_true", help="a tiny CPU search that ends in a couple of minutes")
-    p.add_argument("--name", default=None, help="search name (default tune-svhn, or tune-svhn-smoke)")
+    p.add_argument("--name", default=None, help="search name (default tune-svhn, or tune-svhn-smoke-<start time>)")
     p.add_argument("--dataset", default=None, help="prepared dataset URI (default <storage>/datasets/svhn)")
     known, rest = p.parse_known_args()
-    name = known.name or ("tune-svhn-smoke" if known.smoke else "tune-svhn")
+    smoke_name = f"tune-svhn-smoke-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    name = known.name or (smoke_name if known.smoke else "tune-svhn")
     dataset = known.dataset or f"{known.storage.rstrip('/')}/datasets/{'svhn-smoke' if known.smoke else 'svhn'}"
     args = ["tune", "--dataset", dataset, "--prepare-from", "svhn", "--out", f"{known.storage.rstrip('/')}/{name}",
             *(SMOKE if known.smoke else FULL), *rest]  # later options win: the user's override the presets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,23 @@ def s3():
             os.environ[k] = v
 
 
+SERVE_TOKEN = f"draw-serve-token-{uuid.uuid4().hex}"  # distinctive: no file the suite leaves may hold it
+
+
+@pytest.fixture(scope="session")
+def serve_token():
+    return SERVE_TOKEN
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3):
-    """One local Ray cluster for the whole session: 4 logical CPUs, a small object store."""
+    """One local Ray cluster for the whole session: 4 logical CPUs, a small object store. Its processes have
+    the S3 credentials and a Serve bearer token in their environment, as a cluster's nodes have them from a
+    Secret."""
     import ray
 
     os.environ.pop("RAY_ADDRESS", None)
+    os.environ["DRAW_SERVE_TOKEN"] = SERVE_TOKEN
     ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=True,
              log_to_driver=False)
     point_ray_address_file_here()
@@ -82,7 +94,8 @@ def mnist_s3(s3, tmp_path_factory):
 
 def pytest_collection_modifyitems(items):
     """Everything under tests/integration/ is an integration test: `pytest -m "not integration"` runs the
-    fast unit tests alone."""
+    fast unit tests alone. Tests marked `last` run after all others (they check what the others left)."""
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

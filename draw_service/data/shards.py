@@ -65,17 +65,46 @@ def is_prepared(spec: str) -> bool:
         return False
 
 
+_SHARD = {
+    "type": "object", "required": ["path", "count", "sha256"],
+    "properties": {
+        # a file of its own split's folder, never a path that climbs out of the dataset
+        "path": {"type": "string", "pattern": r"^(train|test)/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.parquet$"},
+        "count": {"type": "integer", "minimum": 0},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
+_SPLIT = {"type": "object", "required": ["count", "shards"],
+          "properties": {"count": {"type": "integer", "minimum": 0}, "shards": {"type": "array", "items": _SHARD}}}
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["format", "version", "name", "image_shape", "binarize", "splits"],
+    "properties": {
+        "format": {"const": FORMAT}, "version": {"const": VERSION}, "name": {"type": "string"},
+        "image_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3},
+        "binarize": {"type": "boolean"},
+        "splits": {"type": "object", "required": ["train", "test"], "properties": {"train": _SPLIT, "test": _SPLIT}},
+    },
+}
+
+
 def read_manifest(uri: str) -> dict[str, Any]:
+    import jsonschema
+
     loc = storage.resolve(uri).join(MANIFEST)
     try:
         manifest = json.loads(storage.read_bytes(loc))
     except FileNotFoundError as err:
         raise DatasetError(f"{uri} is not a prepared dataset: {MANIFEST} is missing (an unfinished "
                            f"`draw-service prepare`?)") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"{loc.uri} is not valid JSON: {err}") from err
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise DatasetError(f"{loc.uri} is not a draw-service dataset manifest (version {VERSION})")
+    try:
+        jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    except jsonschema.ValidationError as err:
+        where = "/".join(map(str, err.absolute_path)) or "the top level"
+        raise DatasetError(f"{loc.uri} is not a valid manifest: at {where}, {err.message}") from err
     return manifest
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import storage
 from .batches import binarize_fixed
 from .config import DataConfig
 from .shards import ShardReader, is_prepared
@@ -34,17 +35,21 @@ class WorkerData:
 
 def open_reader(spec: str, image_size: tuple[int, int] | None = None) -> ShardReader | ArrayReader:
     """A prepared dataset's shards, or any other source loaded into memory."""
+    if spec.startswith("s3://"):
+        storage.check_access(spec, write=False)  # a missing bucket or refused credentials, said as such
     if is_prepared(spec):
         return ShardReader(spec)
     if spec.startswith("s3://"):
-        raise DatasetError(f"{spec} holds no prepared dataset (no manifest.json there): prepare one with "
-                           f"`draw-service prepare --dataset SOURCE --dest {spec}`")
+        raise DatasetError(f"no prepared dataset at {spec}: there is no manifest.json under that prefix (mistyped, "
+                           f"or not prepared yet: `draw-service prepare --dataset SOURCE --dest {spec}`)")
     return ArrayReader(load_source(spec, image_size=image_size))
 
 
 def check_dataset(cfg: DataConfig) -> ShardReader | None:
     """What a driver can check before any worker starts: a prepared dataset's manifest and that every shard it
     lists is there (returned, for its image shape); None for a source the workers load themselves."""
+    if cfg.dataset.startswith("s3://"):
+        storage.check_access(cfg.dataset, write=False)
     if is_prepared(cfg.dataset):
         reader = ShardReader(cfg.dataset)
         reader.check_listing()

@@ -195,8 +195,9 @@ class DRAW(nn.Module):
             return out.view(B, *self.shape), None
         patch, params = out.split([self.write_size, N_ATTN], 1)
         win, Fx, Fy = self.write_grid(params)
-        patch = patch.reshape(B, self.shape.channels, cfg.write_n, cfg.write_n)
-        return write_patch(patch, Fx, Fy) / win.gamma[:, None, None, None], win
+        # 1/γ scales the N×N patch rather than the H×W result: the same product, a fraction of the divisions
+        patch = patch.reshape(B, self.shape.channels, cfg.write_n, cfg.write_n) / win.gamma[:, None, None, None]
+        return write_patch(patch, Fx, Fy), win
 
     def _step(self, x: Tensor, x_share: Tensor | None, canvas: Tensor, c_enc: Tensor, c_dec: Tensor,
               hd_dec: Tensor, hd_read: Tensor, hd_enc: Tensor, he_rec: Tensor, eps_t: Tensor):
@@ -339,14 +340,33 @@ class DRAW(nn.Module):
         h_dec, _, _ = torch.lstm(eps, (h0, h0), [w_ih, w_hh, b, torch.zeros_like(b)], True, 1, 0.0, False, False,
                                  False)  # (T, n, D): h^dec_1 .. h^dec_T
         writes = F.linear(h_dec, self.dec_proj.weight[: self.write_out], self.dec_proj.bias[: self.write_out])
-        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, C, H, W)
-        delta = delta.view(T, n, *self.shape)
-        images = torch.sigmoid(delta.sum(0))  # the same numbers whether or not the steps are recorded
+        # the same numbers whether or not the steps are recorded
+        images = torch.sigmoid(self._canvas_of_writes(writes.flatten(0, 1), T, n))
         if not record:
             return images, None
+        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, C, H, W)
+        delta = delta.view(T, n, *self.shape)
         canvases = torch.sigmoid(delta.cumsum(0))  # (T, n, C, H, W): σ(c_t) for every t
         window = Window(*(f.view(T, n) for f in window)) if window is not None else None
         return images, DrawingRecord(canvases, window, None)
+
+    def _canvas_of_writes(self, writes: Tensor, T: int, n: int) -> Tensor:
+        """c_T = Σ_t write(h^dec_t) for every step's write block `(T·n, write_out)` → `(n, C, H, W)`.
+
+        With attention, Σ_t F_Y,tᵀ (w_t/γ_t) F_X,t is one product per image of F_Yᵀ stacked over t, `(H, T·N)`,
+        with (w_t/γ_t) F_X,t stacked over t, `(T·N, W)`: one well-shaped product instead of T·n tiny ones
+        and no `(T, n, C, H, W)` of per-step increments to sum.
+        """
+        cfg, (C, H, W) = self.config, self.shape
+        if not cfg.attention:
+            return writes.view(T, n, C, H, W).sum(0)
+        N = cfg.write_n
+        patch, params = writes.split([self.write_size, N_ATTN], 1)
+        win, Fx, Fy = self.write_grid(params)  # Fx (T·n, N, W), Fy (T·n, N, H)
+        patch = patch.reshape(T * n, C, N, N) / win.gamma[:, None, None, None]
+        right = (patch @ Fx[:, None]).view(T, n, C, N, W).permute(1, 2, 0, 3, 4).reshape(n, C, T * N, W)
+        left = Fy.view(T, n, N, H).permute(1, 3, 0, 2).reshape(n, 1, H, T * N)
+        return left @ right  # (n, C, H, W)
 
     @torch.no_grad()
     def decode_stepwise(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:

@@ -16,10 +16,15 @@ class ServeSettings(Settings):
     batch_wait_timeout_s: float = option(0.01, min=0, help="how long a batch waits to fill, in seconds")
     max_n: int = option(64, min=1, help="images per /sample request")
     max_n_animate: int = option(16, min=1, help="images per /animate request")
+    max_n_score: int = option(64, min=1, help="images per /score request")
+    max_iw_samples: int = option(31, min=0, help="importance samples per image a /score request may ask for (a "
+                                                  "request encodes at most max_n_score x (1 + this) images)")
 
     def check(self) -> None:
-        if self.batch_wait_timeout_s > 10 or self.max_n > 1024 or self.max_n_animate > 256:
-            raise ValueError("batch_wait_timeout_s must be <= 10, max_n <= 1024 and max_n_animate <= 256")
+        if self.batch_wait_timeout_s > 10 or self.max_n > 1024 or self.max_n_animate > 256 or self.max_n_score > 1024:
+            raise ValueError("batch_wait_timeout_s must be <= 10, max_n and max_n_score <= 1024, max_n_animate <= 256")
+        if self.max_iw_samples > 1000:
+            raise ValueError("max_iw_samples must be <= 1000")
 
 
 @dataclass

@@ -12,17 +12,61 @@ from .config import ServeConfig
 log = logging.getLogger(__name__)
 
 
+def _serving_port() -> tuple[str, int] | None:
+    """(host, port) of this cluster's running Serve, or None when Serve is not running here."""
+    from ray.serve.context import _get_global_client
+
+    try:
+        client = _get_global_client(raise_if_no_controller_running=False)
+    except Exception:  # no controller, or one that went away
+        return None
+    if client is None:
+        return None
+    return client.http_config.host, client.http_config.port
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another server already answers on: two Serve instances on one port split requests
+    between two models while each reports success."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"port {port} on {host} is already in use ({err.strerror}); stop what serves there "
+                             f"or choose another --port") from None
+
+
+def preflight(opts: ServeConfig) -> str:
+    """What a deployment would otherwise fail on 3 times with 200 lines of Ray traceback: the checkpoint
+    (or best record) and its storage. Returns the checkpoint's URI."""
+    from .. import best as best_record
+    from .. import checkpoint
+
+    if bool(opts.checkpoint) == bool(opts.best):
+        raise ValueError("give exactly one of --checkpoint or --best")
+    uri = best_record.read(opts.best)["checkpoint"] if opts.best else opts.checkpoint
+    checkpoint.model_from_state(checkpoint.load(uri), uri)
+    return uri
+
+
 def deploy(opts: ServeConfig) -> str:
-    """Deploy (or update) the app and return its base URL; returns once the replicas are ready."""
+    """Deploy (or update) the app and return the URL Serve listens on; returns once the replicas are ready."""
     from ray import serve
 
     from ..ray_cluster import connect
     from .app import DRAWService
 
-    if bool(opts.checkpoint) == bool(opts.best):
-        raise ValueError("give exactly one of --checkpoint or --best")
+    preflight(opts)
     connect()
-    serve.start(http_options={"host": opts.host, "port": opts.port})
+    running = _serving_port()
+    if running is None:
+        _check_port(opts.host, opts.port)
+        serve.start(http_options={"host": opts.host, "port": opts.port})
+    elif running[1] != opts.port:
+        raise ValueError(f"port {opts.port} was asked for, but Serve already runs on this Ray cluster at port "
+                         f"{running[1]}; deploy there (--port {running[1]}) or shut it down first (`serve shutdown`)")
     scaling = ({"autoscaling_config": {"min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas,
                                        "target_ongoing_requests": opts.target_ongoing_requests}}
                if opts.max_replicas else {"num_replicas": opts.replicas})
@@ -32,7 +76,8 @@ def deploy(opts: ServeConfig) -> str:
         user_config=opts.settings.to_dict(), **scaling,
     ).bind(checkpoint_uri=opts.checkpoint, best=opts.best, device="cuda" if opts.gpus_per_replica else "auto")
     serve.run(app, name=opts.app_name, route_prefix="/")
-    url = f"http://{opts.host}:{opts.port}"
+    host, port = _serving_port() or (opts.host, opts.port)  # what Serve actually bound
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     log.info("serving at %s (docs at %s/docs)", url, url)
     return url
 

@@ -52,6 +52,7 @@ class TrainConfig(Settings):
     lr_schedule: str = option("constant", choices=("constant", "cosine"),
                               help="constant, or cosine: decay to zero over the run's steps")
     warmup_steps: int = option(0, min=0, help="steps of linear learning-rate warm-up")
+    lr_final: float = option(0.0, min=0, help="cosine: the fraction of the peak rate the schedule ends at")
     grad_clip: float = option(10.0, min=0, help="max global gradient norm, 0 = off")
     steps: int | None = option(None, min=1, help="optimiser steps (overrides --epochs)")
     epochs: float = option(1.0, above=0, help="epochs when --steps is not given")
@@ -74,6 +75,8 @@ class TrainConfig(Settings):
     quiet: bool = option(False, help="no progress bar")
 
     def check(self) -> None:
+        if self.lr_final > 1:
+            raise ValueError(f"lr_final is a fraction of the peak rate: at most 1, not {self.lr_final}")
         if self.cuda_graphs and self.device == "cpu":
             raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
 
@@ -89,5 +92,5 @@ class TrainConfig(Settings):
             return peak * (step + 1) / self.warmup_steps
         if self.lr_schedule == "cosine":
             progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
-            return peak * 0.5 * (1 + math.cos(math.pi * progress))
+            return peak * (self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
         return peak

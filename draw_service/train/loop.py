@@ -90,6 +90,9 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
     step, train_s, budget_s = 0, 0.0, 0.0  # training time: in all, and in this invocation (the time limit's)
     state = session.restore()
     if state is not None:
+        if not state.get("optimizer"):
+            raise checkpoint.CheckpointError("the run's checkpoint is weights-only (an export): training cannot "
+                                             "continue from it; start a new run in another folder")
         checkpoint.check_resumable(state, model_cfg, model.image_shape, cfg.data.dataset)
         model.load_state_dict(state["model"])
         step = state["step"]
@@ -134,19 +137,20 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
         n_since += 1
         n_logged += 1
         bar.update(1)
-        if rank0 and step % cfg.tracking.log_every == 0:
-            loss = logged.item() / n_logged
-            bar.set_postfix(loss=f"{loss:.2f}")
-            tracker.log({"train_loss_running": loss, "lr": train_step.lr}, step)
-            logged.zero_()
-            n_logged = 0
-
         if cfg.time_limit and out_of_time(budget_s + time.perf_counter() - t_step, cfg.time_limit * 60, step, world,
                                           device):
             total_steps = step  # the budget is spent: finish here, with a final evaluation and checkpoint
             bar.total = step
         last = step == total_steps
-        if step % eval_every and step % ckpt_every and not last:
+        reporting = last or step % eval_every == 0 or step % ckpt_every == 0
+        if rank0 and step % cfg.tracking.log_every == 0:
+            loss = logged.item() / n_logged
+            bar.set_postfix(loss=f"{loss:.2f}")
+            # the report of this same step commits it, with its own values
+            tracker.log({"train_loss_running": loss, "lr": train_step.lr}, step, commit=not reporting)
+            logged.zero_()
+            n_logged = 0
+        if not reporting:
             continue
         # Report: train terms since the last report, the bound over every worker's share, a checkpoint.
         if device.type == "cuda":
@@ -175,11 +179,11 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
         if rank0:
             bar.write(f"step {step}/{total_steps}  " + "  ".join(
                 f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)), file=sys.stderr)
-            tracker.log(metrics, step)
+            media = None
             if step % media_every == 0 or last:
-                grid, gif = sample_pictures(model, cfg.tracking.media_samples,
-                                            generator=torch.Generator(device).manual_seed(cfg.seed))
-                tracker.log_media(grid, gif, step)
+                media = sample_pictures(model, cfg.tracking.media_samples,
+                                        generator=torch.Generator(device).manual_seed(cfg.seed))
+            tracker.log_report(metrics, step, media)
         state = None
         if step % ckpt_every == 0 or last:
             state = checkpoint.build_state(model, optimizer, step, cfg.to_dict(), metrics)

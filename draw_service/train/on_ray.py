@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Settings a worker needs that are not secrets; credentials reach workers from the node's own
 # environment (the driver's on a local cluster, a Secret or instance profile on a real one).
+KEEP_SCORE = "checkpoint_rank"  # reported with each checkpoint: nll_bound when evaluated, else +inf
+
 FORWARDED_ENV = ("DRAW_DATA_ROOT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
                  "WANDB_MODE", "WANDB_DIR")
 
@@ -32,7 +35,7 @@ FORWARDED_ENV = ("DRAW_DATA_ROOT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "A
 class RaySession:
     """The loop's session on one Ray Train worker (see `session.py`)."""
 
-    def __init__(self, out: str):
+    def __init__(self, out: str, cuda_graphs: bool = False, gpu_fraction: float = 0.0):
         import ray.train
         import ray.train.torch
 
@@ -40,7 +43,11 @@ class RaySession:
         ctx = ray.train.get_context()
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.cuda_graphs, self.gpu_fraction = cuda_graphs, gpu_fraction
         self.last_checkpoint: str | None = None
+        if self.device.type == "cuda" and 0 < gpu_fraction < 1:
+            # Several workers (search trials) share this GPU: each keeps to its share of the memory.
+            torch.cuda.set_per_process_memory_fraction(gpu_fraction, self.device)
 
     def restore(self) -> dict[str, Any] | None:
         import ray.train
@@ -52,15 +59,21 @@ class RaySession:
                 return checkpoint.load(folder)
         # Ray has registered no checkpoint of this run (it was trained locally so far, or a worker died
         # before Ray registered the first one): continue from what is in the run's folder.
-        latest = checkpoint.latest(self.run)
-        if latest is not None:
-            log.info("worker %d resuming from %s (found in the run's folder)", self.rank, latest)
-            return checkpoint.load(latest)
+        found = checkpoint.load_latest(self.run)
+        if found is not None:
+            log.info("worker %d resuming from %s (found in the run's folder)", self.rank, found[1])
+            return found[0]
         return None
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
 
+        if self.cuda_graphs and self.world_size > 1:
+            # A CUDA graph captures DDP's all-reduce only when DDP was built on a side stream.
+            model = model.to(self.device)
+            side = torch.cuda.Stream(self.device)
+            with torch.cuda.stream(side):
+                return torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index])
         return ray.train.torch.prepare_model(model)  # to the device, and DDP when there are several workers
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
@@ -74,9 +87,11 @@ class RaySession:
             ray.train.report(metrics)
             return
         name = RunDir.checkpoint_name(state["step"])
+        # Ray ranks checkpoints by this for retention: the bound where one was measured, else the worst.
+        ranked = {**metrics, KEEP_SCORE: metrics.get("nll_bound", math.inf)}
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint.save(state, tmp)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+            ray.train.report(ranked, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
         self.last_checkpoint = self.run.loc.join(name).uri
 
 
@@ -85,22 +100,23 @@ def ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     from .loop import train_loop
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return train_loop(config, RaySession(config["out"]))
+    return train_loop(config, RaySession(config["out"], cuda_graphs=config["cuda_graphs"],
+                                         gpu_fraction=config["ray"]["gpus_per_worker"]))
 
 
 def preflight(cfg: TrainConfig) -> None:
     """Errors a cluster should not spend GPU time discovering: storage, the dataset, a mismatched resume."""
-    if cfg.cuda_graphs and (cfg.ray.num_workers > 1 or not cfg.ray.use_gpu):
-        raise ValueError("cuda_graphs captures a one-GPU step: use --num-workers 1 with --gpus-per-worker 1, "
-                         "or drop --cuda-graphs")
+    if cfg.cuda_graphs and not cfg.ray.use_gpu:
+        raise ValueError("cuda_graphs captures a GPU step: give the workers GPUs (--gpus-per-worker 1), or drop "
+                         "--cuda-graphs")
     run = RunDir(storage.check_access(cfg.out))
     dataset = check_dataset(cfg.data)  # a prepared dataset: its shape, and every shard there
     if dataset is not None:
         model_cfg = cfg.model.for_data(dataset.binarize)
         DRAW(model_cfg, dataset.image_shape)  # built as every worker will build it: patches must fit the images
-        latest = checkpoint.latest(run)
-        if latest:
-            checkpoint.check_resumable(checkpoint.load(latest), model_cfg, dataset.image_shape, cfg.data.dataset)
+        found = checkpoint.load_latest(run)
+        if found:
+            checkpoint.check_resumable(found[0], model_cfg, dataset.image_shape, cfg.data.dataset)
 
 
 def make_trainer(cfg: TrainConfig, callbacks: list | None = None):
@@ -112,6 +128,8 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):
     storage_path, filesystem, name = run.ray_storage()
     resources = {"CPU": cfg.ray.cpus_per_worker, **({"GPU": cfg.ray.gpus_per_worker} if cfg.ray.use_gpu else {})}
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    if cfg.cuda_graphs and cfg.ray.num_workers > 1:
+        env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "0"  # a graph cannot capture NCCL's watchdog; set before init
     # 1. Scale: `num_workers` copies of the loop, one DDP group.
     scaling = ray.train.ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu,
                                       resources_per_worker=resources)
@@ -119,8 +137,9 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):
     run_config = ray.train.RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem,
         failure_config=ray.train.FailureConfig(max_failures=cfg.ray.max_failures),
+        # Keeps the `keep_checkpoints` best evaluated and the latest, as a local run does (checkpoint.retained).
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
-                                                     checkpoint_score_attribute="nll_bound",
+                                                     checkpoint_score_attribute=KEEP_SCORE,
                                                      checkpoint_score_order="min"),
         worker_runtime_env={"env_vars": env} if env else None,
         callbacks=callbacks,
@@ -131,13 +150,40 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):
     return TorchTrainer(ray_worker, train_loop_config=cfg.to_dict(), scaling_config=scaling, run_config=run_config)
 
 
+def _user_error(err: Exception) -> Exception | None:
+    """The error a worker raised about the run's own inputs (a corrupt shard, a refused bucket, a bad
+    checkpoint), out of Ray's wrapping, so the command line says it in one line as a local run does."""
+    from ..data.sources import DatasetError
+    from ..storage import StorageError
+
+    ours = (DatasetError, StorageError, checkpoint.CheckpointError, ValueError, FileNotFoundError)
+    for failure in getattr(err, "worker_failures", {}).values():
+        seen, cause = set(), failure
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            inner = getattr(cause, "cause", None)  # a RayTaskError holds the worker's own exception
+            if isinstance(inner, BaseException):
+                cause = inner
+                continue
+            if isinstance(cause, ours):
+                kind = next(k for k in ours if isinstance(cause, k))
+                return kind(str(cause).strip() or type(cause).__name__)
+            cause = cause.__cause__
+    return None
+
+
 def fit(cfg: TrainConfig) -> dict[str, Any]:
     """Train on Ray and return the final metrics with the best and latest checkpoint URIs."""
+    import ray.train
+
     from ..ray_cluster import connect
 
     preflight(cfg)
     connect()
-    result = make_trainer(cfg).fit()
+    try:
+        result = make_trainer(cfg).fit()
+    except ray.train.TrainingFailedError as err:
+        raise _user_error(err) or err from err
     run = RunDir(cfg.out)
     evaluated = [(m["nll_bound"], c) for c, m in (result.best_checkpoints or []) if "nll_bound" in m]
     best = min(evaluated, key=lambda item: item[0])[1] if evaluated else None

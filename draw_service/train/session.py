@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class LocalSession:
-    """One process, no Ray: checkpoints go to `<out>/checkpoint_<step>`, the latest `keep` kept."""
+    """One process, no Ray: checkpoints go to `<out>/checkpoint_<step>`; the newest and the `keep` best
+    evaluated are kept (`checkpoint.retained`)."""
 
     rank, world_size = 0, 1
 
@@ -41,8 +42,10 @@ class LocalSession:
         if not self.resume:
             raise FileExistsError(f"{self.run.uri} already holds a run (latest checkpoint {latest}); pass --resume "
                                   f"to continue it or choose another output folder")
-        log.info("resuming from %s", latest)
-        return checkpoint.load(latest)
+        self.run.remove_partial_files()
+        state, uri = checkpoint.load_latest(self.run)
+        log.info("resuming from %s", uri)
+        return state
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device)
@@ -55,5 +58,7 @@ class LocalSession:
         checkpoint.save(state, folder)
         self.last_checkpoint = folder.uri
         found = self.run.checkpoints()
-        for _, old in found[: max(0, len(found) - self.keep)]:
-            storage.delete(old)
+        keep = checkpoint.retained([(step, self.run.reported_bound(step)) for step, _ in found], self.keep)
+        for step, old in found:
+            if step not in keep:
+                storage.delete(old)

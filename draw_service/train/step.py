@@ -2,7 +2,8 @@
 
 At the paper's batch of 100 a GPU spends most of a DRAW step waiting for the CPU to launch the
 T × (forward + backward) small kernels. Capturing the whole step — forward over the T drawing steps,
-backward, gradient clipping and Adam — as one CUDA graph removes that: each replay is one launch.
+backward (with DDP's gradient all-reduce), gradient clipping and Adam — as one CUDA graph removes that:
+each replay is one launch.
 The graph reads its batch and noise from fixed buffers, so a replay computes exactly what the eager
 step computes on the same inputs (tests/test_fast_paths.py checks it on a GPU).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -54,24 +56,47 @@ class EagerStep:
         return self._run(x, eps)
 
 
-class GraphedStep(EagerStep):
-    """The same step captured as a CUDA graph on first use (one GPU, fixed batch shape).
+def warm_up_and_restore(run: Callable[[], object], params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+                        steps: int, stream: contextlib.AbstractContextManager) -> None:
+    """Run `steps` optimiser steps (`run`) inside `stream`, then put the weights and the optimiser's state
+    back in place, so the training run never sees them: what a capture needs first (cuBLAS workspaces,
+    Adam's state, DDP's buckets), at no cost to the run's numbers."""
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {p: {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
+    with stream:
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            run()
+    with torch.no_grad():
+        for p, saved in zip(params, saved_params):
+            p.copy_(saved)
+        for p, state in optimizer.state.items():
+            for k, v in state.items():
+                # in place: a graph must keep pointing at these very tensors
+                v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
 
-    Capturing needs a few warm-up steps first (cuBLAS workspaces, Adam's state, torch.compile); they
-    run on a copy of the training state that is put back afterwards, so the run's numbers are those
-    of the eager step from the first real batch on.
+
+class GraphedStep(EagerStep):
+    """The same step captured as a CUDA graph on first use (fixed batch shape), one GPU or several.
+
+    Capturing needs a few warm-up steps first; they run on a copy of the training state that is put back
+    afterwards (`warm_up_and_restore`), so the run's numbers are those of the eager step from the first
+    real batch on. Under DistributedDataParallel the gradient all-reduce is captured too, as PyTorch
+    supports it: DDP built on a side stream (`on_ray.py` does), NCCL's asynchronous error handling off
+    before the process group starts, and at least 11 eager DDP iterations before the capture.
     """
+
+    DDP_WARMUP = 11  # DDP's own requirement before a full-backward capture
 
     def __init__(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float, bf16: bool,
                  warmup: int = 3):
         super().__init__(net, optimizer, grad_clip, bf16)
-        if self.params[0].device.type != "cuda":
-            raise ValueError(f"cuda_graphs needs a CUDA device, but this run trains on {self.params[0].device}")
-        if isinstance(net, torch.nn.parallel.DistributedDataParallel):
-            raise ValueError("cuda_graphs captures a single-GPU step: train with one worker, or turn cuda_graphs off")
-        self.warmup = warmup
-        self.graph: torch.cuda.CUDAGraph | None = None
         device = self.params[0].device
+        if device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, but this run trains on {device}")
+        self.ddp = isinstance(net, torch.nn.parallel.DistributedDataParallel)
+        self.warmup = max(warmup, self.DDP_WARMUP) if self.ddp else warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
         for group in optimizer.param_groups:
             group["capturable"] = True  # Adam keeps its step count on the GPU, so the graph can advance it
             # A tensor learning rate: the graph reads it at every replay, so a schedule can change it.
@@ -86,23 +111,11 @@ class GraphedStep(EagerStep):
 
     def _capture(self, x: Tensor, eps: Tensor) -> None:
         self.x, self.eps = x.clone(), eps.clone()  # the graph's input buffers (B, C, H, W), (T, B, z)
-        # Keep the true training state: warm-up steps move weights and moments that the run must not see.
-        saved_params = [p.detach().clone() for p in self.params]
-        saved_state = {p: {k: v.clone() for k, v in s.items()} for p, s in self.optimizer.state.items()}
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._run(self.x, self.eps)
+        warm_up_and_restore(lambda: self._run(self.x, self.eps), self.params, self.optimizer, self.warmup,
+                            torch.cuda.stream(side))
         torch.cuda.current_stream().wait_stream(side)
-        with torch.no_grad():
-            for p, saved in zip(self.params, saved_params):
-                p.copy_(saved)
-            for p, state in self.optimizer.state.items():
-                for k, v in state.items():
-                    # in place: the graph must keep pointing at these very tensors
-                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
         self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's memory pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):

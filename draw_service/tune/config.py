@@ -21,9 +21,9 @@ class SearchConfig(Settings):
     what = "search"
 
     base: TrainConfig = section(_base, title="each trial's training run (--out: the search's folder)")
-    space: str = option("svhn", choices=("svhn", "mnist-demo", "smoke"),
+    space: str = option("svhn", choices=("svhn", "mnist-demo", "colour-cpu", "smoke"),
                         help="svhn: centred on the paper's SVHN model; mnist-demo: small models for a CPU; "
-                             "smoke: tiny, for a check")
+                             "colour-cpu: 32x32 colour models a CPU searches in an hour; smoke: tiny, for a check")
     trials: int = option(16, min=1, help="trials in all")
     max_concurrent: int | None = option(None, min=1, help="trials at once (default: what the cluster holds)")
     time_budget: float | None = option(None, above=0, metavar="SECONDS", help="seconds for the whole search")

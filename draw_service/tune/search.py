@@ -42,20 +42,24 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     make_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
 
 
-def concurrency(cfg: SearchConfig) -> int:
-    """Trials that fit the cluster at once (at least one: an autoscaler may add nodes)."""
-    import ray
-
+def concurrency(cfg: SearchConfig, resources: dict[str, float]) -> int:
+    """Trials at once: `--max-concurrent`, else as many as the cluster's `resources` hold now. A cluster that
+    holds none yet (GPU workers autoscaling from zero) gets every trial at once, so their pending requests
+    make the autoscaler add nodes, rather than one at a time; pass --max-concurrent to bound it."""
     if cfg.max_concurrent:
         return cfg.max_concurrent
-    res, trial = ray.cluster_resources(), cfg.base.ray
-    fits = res.get("CPU", 0) // max(trial.num_workers * trial.cpus_per_worker, 1e-9)
+    trial = cfg.base.ray
+    fits = resources.get("CPU", 0) // max(trial.num_workers * trial.cpus_per_worker, 1e-9)
     if trial.use_gpu:
-        fits = min(fits, res.get("GPU", 0) // (trial.num_workers * trial.gpus_per_worker))
-    return max(1, int(fits))
+        fits = min(fits, resources.get("GPU", 0) // (trial.num_workers * trial.gpus_per_worker))
+    if fits < 1:
+        log.warning("the cluster holds no trial yet (%s): starting all %d trials and letting the autoscaler add "
+                    "nodes; --max-concurrent bounds how many run at once", resources, cfg.trials)
+        return cfg.trials
+    return int(fits)
 
 
-def _searcher(cfg: SearchConfig):
+def _searcher(cfg: SearchConfig, at_once: int):
     from ray.tune.search import BasicVariantGenerator
 
     first = cfg.points_to_evaluate or [starting_point(cfg.space)]
@@ -67,8 +71,7 @@ def _searcher(cfg: SearchConfig):
         except ImportError:
             log.warning("optuna is not installed: falling back to random search")
     # A generator, not a Searcher: Tune's max_concurrent_trials does not reach it, so it is told itself.
-    return BasicVariantGenerator(points_to_evaluate=first, random_state=cfg.base.seed,
-                                 max_concurrent=concurrency(cfg))
+    return BasicVariantGenerator(points_to_evaluate=first, random_state=cfg.base.seed, max_concurrent=at_once)
 
 
 def make_tuner(cfg: SearchConfig):
@@ -85,12 +88,13 @@ def make_tuner(cfg: SearchConfig):
     if ray.tune.Tuner.can_restore(search.loc.path, storage_filesystem=filesystem):
         log.info("resuming the search %s", search.uri)
         return ray.tune.Tuner.restore(search.loc.path, trainable, resume_errored=True, storage_filesystem=filesystem)
+    at_once = concurrency(cfg, ray.cluster_resources())
     return ray.tune.Tuner(
         trainable,
         param_space=search_space(cfg.space),
         tune_config=ray.tune.TuneConfig(
-            metric=METRIC, mode=MODE, num_samples=cfg.trials, max_concurrent_trials=concurrency(cfg),
-            search_alg=_searcher(cfg), time_budget_s=cfg.time_budget,
+            metric=METRIC, mode=MODE, num_samples=cfg.trials, max_concurrent_trials=at_once,
+            search_alg=_searcher(cfg, at_once), time_budget_s=cfg.time_budget,
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.reports_per_trial(),
                                     grace_period=cfg.grace_reports, reduction_factor=cfg.reduction_factor)),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
@@ -108,7 +112,7 @@ def outcomes(search: RunDir, results) -> list[TrialOutcome]:
         df = r.metrics_dataframe
         if df is not None and METRIC in df and "checkpoint_path" in df:
             for _, row in df.dropna(subset=[METRIC, "checkpoint_path"]).iterrows():
-                checkpoints.append(({k: row[k] for k in (METRIC, "bits_per_dim", "step") if k in row},
+                checkpoints.append(({k: row[k] for k in ("nll_bound", "bits_per_dim", "step") if k in row},
                                     search.uri_of(row["checkpoint_path"])))
         found.append(TrialOutcome(trial_id, dict(r.config or {}), int(metrics.get("training_iteration", 0)), metrics,
                                   str(r.error) if r.error else None, checkpoints))
@@ -122,8 +126,18 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     if not cfg.base.steps:
         raise ValueError("a search needs a fixed number of steps per trial (--steps)")
     preflight(cfg.base)  # the data and storage, checked once as any trial's run would be
-    connect()
     search = RunDir(cfg.base.out)
+    try:
+        done = best_record.read(search.uri)
+    except FileNotFoundError:
+        done = None
+    if done is not None:
+        # A finished search: Tune would "resume" it and train nothing; say so instead of pretending.
+        print(f"the search {search.uri} finished on {done.get('created', '?')} ({done.get('trials', '?')} trials); "
+              f"nothing to run. Its best: trial {done['trial_id']}, {METRIC} {done['value']:.4f}. Choose another "
+              f"--out to search again.", file=sys.stderr, flush=True)
+        return {**done, "best_record": best_record.location(search.uri).uri, "resumed_finished_search": True}
+    connect()
     results = make_tuner(cfg).fit()
     rows, best = summarise(outcomes(search, results), cfg.reports_per_trial(), search.uri, cfg.base.data.dataset)
     print(format_table(rows), flush=True)
@@ -132,7 +146,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     state = checkpoint.load(best["checkpoint"])
     best.update({"model": state["model_config"], "image_shape": state["image_shape"]})
     uri = best_record.write(search.uri, best)
-    log.info("best: trial %s, %s %.2f, checkpoint %s", best["trial_id"], METRIC, best["value"], best["checkpoint"])
+    log.info("best: trial %s, %s %.4f, checkpoint %s", best["trial_id"], METRIC, best["value"], best["checkpoint"])
     return {**best, "best_record": uri}
 
 

@@ -115,3 +115,43 @@ def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_clust
     storage.delete(f"{tmp_path}/cifar/train/part-00000.parquet")
     with pytest.raises(DatasetError, match="part-00000.parquet listed in the manifest is missing"):
         fit(config(str(tmp_path / "cifar"), 4, str(tmp_path / "runs" / "y"), workers=1))
+
+
+def test_a_local_run_continues_on_ray_and_keeps_its_best_checkpoints(ray_cluster, mnist_s3):
+    """One run layout: a local run's folder on S3, continued by a Ray run with checkpoints between
+    evaluations (which Ray's retention used to keep in place of the evaluated ones)."""
+    from draw_service.train.run import train_command
+
+    out = "s3://draw/runs/local-then-ray"
+    local = config(mnist_s3, 10, out, workers=0, eval_every=10)
+    assert train_command(local)["step"] == 10
+    cfg = config(mnist_s3, 40, out, workers=1, eval_every=10, checkpoint_every=5, keep_checkpoints=1)
+    result = fit(cfg)
+    assert result["resumed_from"] == 10 and result["step"] == 40
+    bounds = {s: json.loads(storage.read_bytes(f"{out}/metrics/{s:07d}.json"))["nll_bound"] for s in (20, 30, 40)}
+    best = min(bounds, key=bounds.get)
+    # Ray prunes the checkpoints it wrote (in the background); the local run's own stays as it left it.
+    expected = sorted({"checkpoint_0000010", f"checkpoint_{best:07d}", "checkpoint_0000040"})
+    deadline = time.monotonic() + 30
+    while checkpoints_in("runs/local-then-ray/") != expected:
+        assert time.monotonic() < deadline, (checkpoints_in("runs/local-then-ray/"), bounds)
+        time.sleep(0.5)
+    assert result["best_checkpoint"] == f"{out}/checkpoint_{best:07d}"
+
+
+def test_a_corrupt_shard_on_ray_is_one_line_not_a_traceback(ray_cluster, s3, mnist, capsys):
+    from draw_service.cli import main
+    from draw_service.data import shards
+
+    dest = "s3://draw/datasets/corrupt-for-ray"
+    shards.prepare_source("mnist", dest, train_limit=400, test_limit=50, shard_size=200, progress=False)
+    shard = f"{dest}/train/part-00001.parquet"
+    data = bytearray(storage.read_bytes(shard))
+    data[len(data) // 2] ^= 0xFF
+    storage.write_bytes(shard, bytes(data))
+    code = main(["train", "--dataset", dest, "--out", "s3://draw/runs/corrupt", "--num-workers", "1",
+                 "--max-failures", "0", "--steps", "2", "--T", "2", "--enc-size", "8", "--dec-size", "8",
+                 "--z-size", "2", "--no-wandb", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("draw-service train: error: shard ") and "is corrupt" in err[-1]
+    assert not any("Traceback" in line for line in err)

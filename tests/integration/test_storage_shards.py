@@ -113,3 +113,44 @@ def test_storage_errors_name_the_uri_and_the_cause(s3, capsys):
         os.environ["AWS_ENDPOINT_URL"] = saved
     with pytest.raises(storage.StorageError, match="unsupported storage URI"):
         storage.resolve("gs://bucket/x")
+
+
+def test_storage_that_goes_away_and_comes_back_loses_nothing(monkeypatch):
+    """A server of its own, killed and restarted: a write meanwhile waits for it; one that cannot reach it
+    at all fails after its retries with one clear line."""
+    import threading
+    import time
+
+    from devtools.s3_server import SeaweedS3
+
+    with SeaweedS3(bucket="flaky") as server:
+        for k, v in server.env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setattr(storage, "BACKOFF_S", 0.5)
+        storage.write_bytes("s3://flaky/ckpt/a.bin", b"before")
+        server.kill()
+        back = threading.Timer(2.0, server.start)
+        back.start()
+        t = time.monotonic()
+        storage.write_bytes("s3://flaky/ckpt/b.bin", b"during" * 1000)  # retried until the server is back
+        back.join()
+        assert time.monotonic() - t >= 1.5
+        assert storage.read_bytes("s3://flaky/ckpt/b.bin") == b"during" * 1000
+        assert storage.read_bytes("s3://flaky/ckpt/a.bin") == b"before"
+        server.kill()
+        with pytest.raises(storage.StorageError, match=r"writing s3://flaky/ckpt/c.bin failed \(after 4 attempts\)"):
+            storage.write_bytes("s3://flaky/ckpt/c.bin", b"lost")
+
+
+def test_a_local_run_names_what_is_wrong_with_an_s3_dataset(s3, mnist_s3, tmp_path, capsys, monkeypatch):
+    common = ["--out", str(tmp_path / "r"), "--steps", "1", "--no-wandb", "--quiet", "--T", "2", "--enc-size", "8",
+              "--dec-size", "8", "--z-size", "2"]
+    assert main(["train", "--dataset", "s3://no-such-bucket/mnist", *common]) == 2
+    assert "bucket 'no-such-bucket'" in capsys.readouterr().err
+    assert main(["train", "--dataset", "s3://draw/datasets/mnist-smal", *common]) == 2  # a typo
+    err = capsys.readouterr().err
+    assert "no prepared dataset at s3://draw/datasets/mnist-smal" in err and "Traceback" not in err
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-wrong-secret")
+    assert main(["train", "--dataset", mnist_s3, *common]) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "AWS_SECRET_ACCESS_KEY" in err and len(err.strip().splitlines()) == 1

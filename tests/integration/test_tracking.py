@@ -1,4 +1,5 @@
-"""W&B offline run files, grouped search trials, and the pictures that land in the output folder."""
+"""W&B offline run files, resumed runs, and the pictures that land in the output folder (a search's grouped
+trials and their W&B files in storage: test_tune.py)."""
 
 import glob
 from pathlib import Path
@@ -6,11 +7,6 @@ from pathlib import Path
 from wandb_records import config, history, run_info
 
 from draw_service.cli import main
-from draw_service.data.config import DataConfig
-from draw_service.tracking import TrackingConfig
-from draw_service.train.config import RayConfig, TrainConfig
-from draw_service.tune.config import SearchConfig
-from draw_service.tune.search import run_search
 
 TINY = ["--T", "4", "--enc-size", "24", "--dec-size", "24", "--z-size", "6", "--read-n", "2", "--write-n", "3",
         "--batch-size", "20", "--train-limit", "400", "--test-limit", "60", "--quiet"]
@@ -27,10 +23,12 @@ def test_an_offline_run_records_metrics_pictures_and_config_but_never_the_key(tm
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--steps", "20", "--eval-every", "10", "--media-every", "20",
-                 *TINY]) == 0
+                 "--log-every", "5", *TINY]) == 0
     path = run_file(out)
     rows = history(path)
     assert [r["_step"] for r in rows if "nll_bound" in r] == [10, 20]
+    # the training loss every 5 steps, not only at evaluations (sharing the evaluations' rows)
+    assert [r["_step"] for r in rows if "train_loss_running" in r] == [5, 10, 15, 20]
     last = next(r for r in rows if r["_step"] == 20 and "nll_bound" in r)
     for key in ("train_loss", "train_recon", "train_kl", "nll_bound", "images_per_s", "lr", "grad_norm"):
         assert isinstance(last[key], float), key
@@ -52,23 +50,22 @@ def test_an_offline_run_records_metrics_pictures_and_config_but_never_the_key(tm
             assert b"0123456789abcdef0123456789abcdef" not in f.read_bytes(), f
 
 
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    """Offline, W&B writes one folder per process; a resumed run's folder carries the same run id and goes
+    on from the step where the first stopped, so `wandb sync` of both makes one run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--eval-every", "10", *TINY]
+    assert main(["train", "--steps", "10", *common]) == 0
+    assert main(["train", "--steps", "20", "--resume", *common]) == 0
+    files = sorted(glob.glob(str(out / "wandb" / "offline-run-*" / "run-*.wandb")))
+    assert len(files) == 2
+    first, second = (run_info(Path(f)) for f in files)
+    assert first.run_id == second.run_id
+    assert [r["_step"] for r in history(Path(files[1])) if "nll_bound" in r] == [20]
+
+
 def test_tracking_off_leaves_no_wandb_files(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--steps", "10", "--eval-every", "10", "--no-wandb", *TINY]) == 0
     assert not (out / "wandb").exists() and (out / "media").is_dir()
-
-
-def test_a_search_groups_its_trials(ray_cluster, tmp_path, mnist):
-    base = TrainConfig(data=DataConfig(dataset="mnist", train_limit=400, test_limit=40, validation_stride=10),
-                       tracking=TrackingConfig(wandb=True), ray=RayConfig(num_workers=1, max_failures=1),
-                       out=str(tmp_path / "grouped"), batch_size=20, steps=10, eval_every=10, quiet=True)
-    point = {"read_n": 2, "write_n": 3, "z_size": 4, "hidden": 16, "T": 3, "lr": 3e-3}
-    cfg = SearchConfig(base=base, space="smoke", trials=2, max_concurrent=2,
-                       points_to_evaluate=[point, {**point, "lr": 1e-3}], algorithm="random")
-    best = run_search(cfg)
-    files = sorted(glob.glob(str(tmp_path / "grouped" / "trials" / "*" / "wandb" / "offline-run-*" / "run-*.wandb")))
-    assert len(files) == 2
-    infos = [run_info(Path(f)) for f in files]
-    assert {i.run_group for i in infos} == {"grouped"}
-    assert {i.display_name for i in infos} == {Path(f).parents[2].name for f in files}  # one run per trial
-    assert best["trial_id"] in {i.display_name for i in infos}

@@ -99,3 +99,44 @@ def test_the_data_decides_the_image_shape(tmp_path, capsys):
     assert state["image_shape"] == [3, 32, 32] and state["model_config"]["write_n"] == 30
     assert state["model_config"]["likelihood"] == "logistic"  # 8-bit colour: the discrete likelihood
     assert 0 < json.loads(out)["bits_per_dim"] < 9  # a real likelihood, near the 8 bits of a uniform guess untrained
+
+
+def test_checkpoints_between_evaluations_never_cost_the_best_evaluated_one(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--out", str(run), "--steps", "30", "--eval-every", "10",
+                             "--checkpoint-every", "5", "--keep-checkpoints", "1", "--batch-size", "20",
+                             "--train-limit", "400", "--test-limit", "40", *TINY)
+    assert code == 0, err
+    bounds = {s: json.loads((run / "metrics" / f"{s:07d}.json").read_text()).get("nll_bound") for s in (10, 20, 30)}
+    best = min(bounds, key=bounds.get)
+    kept = sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint_"))
+    assert kept == sorted({f"checkpoint_{best:07d}", "checkpoint_0000030"}), (kept, bounds)
+
+
+def test_an_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path, capsys, caplog):
+    run = tmp_path / "run"
+    common = ["--batch-size", "20", "--train-limit", "400", "--test-limit", "40", "--eval-every", "10", *TINY]
+    assert run_cli(capsys, "train", "--out", str(run), "--steps", "20", *common)[0] == 0
+    (run / "checkpoint_0000020" / "checkpoint.pt").write_bytes(b"")  # a kill mid-write left 0 bytes
+    (run / "checkpoint_0000020" / "checkpoint.pt.tmp-0badf00d").write_bytes(b"partial")
+    code, out, err = run_cli(capsys, "train", "--out", str(run), "--steps", "30", "--resume", *common)
+    assert code == 0 and "Traceback" not in err
+    assert json.loads(out)["resumed_from"] == 10
+    assert "unreadable checkpoint" in caplog.text
+    assert not list(run.glob("*/*.tmp-*"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_without_one_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), "--steps", "1", "--device", "cuda", *TINY)
+    assert code == 2 and "no CUDA GPU is visible" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluating_a_checkpoint_that_does_not_say_its_data(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = DRAW(DRAWConfig(T=2, enc_size=8, dec_size=8, z_size=2, read_n=2, write_n=3), (1, 28, 28))
+    ck = checkpoint.save(checkpoint.build_state(model, None, 1, {}), tmp_path / "ck")
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", ck, "--limit", "20", "--quiet")
+    assert code == 2 and "does not say which data" in err and "--dataset" in err
+    code, out, _ = run_cli(capsys, "evaluate", "--checkpoint", ck, "--limit", "20", "--dataset", "mnist", "--quiet")
+    assert code == 0 and json.loads(out)["count"] == 20

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 from conftest import point_ray_address_file_here
 from svhn_files import write_svhn_mat
+from wandb_records import history, run_info
 
 from devtools.s3_server import free_port_pairs
 from draw_service import best as best_record
@@ -32,11 +34,11 @@ def svhn_root(tmp_path_factory, mnist):
 
 
 def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray_cluster, svhn_root, monkeypatch,
-                                                                             capsys):
+                                                                             capsys, tmp_path):
     monkeypatch.setenv("DRAW_DATA_ROOT", str(svhn_root))
     shards.prepare_source("svhn", "s3://draw/datasets/svhn-smoke", progress=False)
     base = TrainConfig(data=DataConfig(dataset="s3://draw/datasets/svhn-smoke", validation_stride=10, test_limit=100),
-                       tracking=TrackingConfig(wandb=False), ray=RayConfig(num_workers=1, max_failures=1),
+                       tracking=TrackingConfig(wandb=True), ray=RayConfig(num_workers=1, max_failures=1),
                        out="s3://draw/searches/smoke", batch_size=32, steps=40, eval_every=10, eval_batch_size=100,
                        quiet=True)
     good = {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}
@@ -52,27 +54,48 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
 
     assert best["best_record"] == "s3://draw/searches/smoke/best.json"
     assert best["trials"] == 5 and best["errors"] == 1 and best["stopped_early"] >= 1
-    assert best["eval_split"] == "validation" and best["metric"] == "nll_bound"
+    assert best["eval_split"] == "validation" and best["metric"] == "bits_per_dim"
     record = best_record.read("s3://draw/searches/smoke")
     assert record["checkpoint"].startswith("s3://draw/searches/smoke/trials/")
     model, state = checkpoint.load_model(record["checkpoint"])
-    assert model.image_shape == (3, 32, 32) and state["metrics"]["nll_bound"] == pytest.approx(record["value"])
+    assert model.image_shape == (3, 32, 32) and state["metrics"]["bits_per_dim"] == pytest.approx(record["value"])
+    assert model.config.likelihood == "logistic"  # 8-bit colour: a real likelihood, so bits/dim mean something
+    assert "bits_per_dim" in table and f"{record['value']:.4f}" in table
     images, _ = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 32, 32)
+
+    # Tracking that survives the pod: every trial that trained, the one ASHA stopped too, left a complete
+    # W&B run in the search's storage (not only on the node that ran it), grouped under the search's name.
+    objects = storage.boto3_client().list_objects_v2(Bucket="draw", Prefix="searches/smoke/trials/")["Contents"]
+    keys = [o["Key"] for o in objects if o["Key"].endswith(".wandb")]
+    print("W&B run files of the search, in its storage:", *(f"s3://draw/{k}" for k in keys), sep="\n  ")
+    assert len(keys) >= 4, keys  # the broken trial fails before it tracks anything
+    infos = {}
+    for key in keys:
+        local = tmp_path / key
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(storage.read_bytes(f"s3://draw/{key}"))
+        info = run_info(local)
+        infos[info.display_name] = info
+        reported = [r["_step"] for r in history(local) if "nll_bound" in r]
+        assert reported[:1] == [10] and reported == sorted(reported), (key, reported)
+    assert {i.run_group for i in infos.values()} == {"smoke"}
+    assert best["trial_id"] in infos and len(infos) == len(keys)  # one W&B run per trial
 
     # Submitting the same search again resumes it: nothing is re-run and the same best comes back.
     again = run_search(cfg)
     assert again["trial_id"] == best["trial_id"] and again["value"] == best["value"]
 
 
-def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_root, tmp_path):
-    """`ray start --head` on free ports, then exactly the command users run against a cluster."""
+def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_root, s3, tmp_path):
+    """`ray start --head` on free ports, then the README's command, word for word: the node has its S3
+    credentials in its environment (as a pod has them from its Secret), and the job gets its
+    non-secret settings with --runtime-env-json."""
     ports = free_port_pairs(8)
-    env = {**os.environ, "DRAW_DATA_ROOT": str(svhn_root), "RAY_AUTH_MODE": "token",
+    env = {**os.environ, "RAY_AUTH_MODE": "token",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
-    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(k, None)  # this search stores locally
+    env.pop("DRAW_DATA_ROOT", None)  # not on the node: the job is told where its data is
     ray = str(Path(sys.executable).parent / "ray")
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", f"--port={ports[0]}", f"--dashboard-port={ports[1]}",
@@ -88,14 +111,21 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
                              capture_output=True).returncode != 0:
             assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(1)
-        store = tmp_path / "store"
+        runtime_env = json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}})
         job = subprocess.run(
-            [ray, "job", "submit", "--address", address, "--working-dir", ".", "--",
-             "python", "jobs/tune_svhn.py", "--smoke", "--storage", str(store)],
+            [ray, "job", "submit", "--address", address, "--working-dir", ".", "--runtime-env-json", runtime_env,
+             "--", "python", "jobs/tune_svhn.py", "--smoke", "--storage", "s3://draw/jobs"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "succeeded" in job.stdout + job.stderr
-        record = json.loads((store / "tune-svhn-smoke" / "best.json").read_text())
+        log = job.stdout + job.stderr
+        # the transcript, for the record (pytest -s shows it): the trial counts as they ran, and the end
+        print(*(line for line in log.splitlines() if "Trial status" in line), log[-5000:], sep="\n")
+        assert job.returncode == 0, log[-3000:]
+        assert "succeeded" in log
+        # two trials at once (--max-concurrent 2 in the smoke preset; the status line comes every 30 s)
+        assert re.search(r"Trial status: .*\b2 RUNNING", log), log[-3000:]
+        keys = [o["Key"] for o in storage.boto3_client().list_objects_v2(Bucket="draw", Prefix="jobs/")["Contents"]]
+        (record_key,) = [k for k in keys if k.endswith("/best.json")]
+        record = json.loads(storage.read_bytes(f"s3://draw/{record_key}"))
         assert record["trials"] == 4 and storage.exists(checkpoint.checkpoint_file(record["checkpoint"]))
         assert checkpoint.load_model(record["checkpoint"])[0].image_shape == (3, 32, 32)
     finally:
@@ -111,3 +141,41 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
 
         Path(get_ray_address_file(None)).unlink(missing_ok=True)
         point_ray_address_file_here()
+
+
+TWO_RUNS = """
+import sys
+from draw_service.data.config import DataConfig
+from draw_service.model import DRAWConfig
+from draw_service.ray_cluster import connect
+from draw_service.tracking import TrackingConfig
+from draw_service.train.config import RayConfig, TrainConfig
+from draw_service.train.on_ray import fit
+
+connect(num_cpus=2)
+for name in ("first", "second"):  # the second needs every CPU the first held: it waits if they are not freed
+    cfg = TrainConfig(model=DRAWConfig(T=2, enc_size=8, dec_size=8, z_size=2, read_n=2, write_n=3, likelihood="auto"),
+                      data=DataConfig(dataset="mnist", train_limit=200, test_limit=20),
+                      tracking=TrackingConfig(wandb=False), ray=RayConfig(num_workers=2, max_failures=0),
+                      out=sys.argv[1] + "/" + name, batch_size=20, steps=2, quiet=True)
+    print(name, fit(cfg)["step"], flush=True)
+"""
+
+
+def test_the_product_finds_its_own_cluster(ray_cluster, tmp_path):
+    """Two Ray Train runs in a row on a cluster the product starts, while another Ray instance is up (this
+    test session's) and a dead cluster's address is left in Ray's temp folder (what a `ray start` head killed
+    without `ray stop` leaves): each run frees what it held, so the second one starts. Either situation
+    alone used to leave the first run's resources held and the second waiting forever."""
+    from ray._private.utils import get_ray_address_file
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    assert ray_cluster.is_initialized()  # the other instance
+    Path(get_ray_address_file(None)).write_text("127.0.0.1:1")  # the dead one's address
+    try:
+        run = subprocess.run([sys.executable, "-c", TWO_RUNS, str(tmp_path)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=400)
+    finally:
+        point_ray_address_file_here()
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "first 2" in run.stdout and "second 2" in run.stdout

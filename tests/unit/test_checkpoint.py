@@ -77,3 +77,52 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
     assert tuple(loaded.image_shape) == (1, 10, 14) and loaded.config.likelihood == "bernoulli"
     x, eps = torch.rand(2, 1, 10, 14), torch.randn(3, 2, 4)
     torch.testing.assert_close(loaded(x, eps).loss, model.eval()(x, eps).loss, rtol=0, atol=0)
+
+
+def test_retention_keeps_the_newest_and_the_best_evaluated():
+    # checkpoints every 5 steps, evaluations every 10: unevaluated ones rank last
+    scored = [(5, None), (10, 300.0), (15, None), (20, 250.0), (25, None), (30, 260.0), (35, None)]
+    assert checkpoint.retained(scored, keep=2) == {35, 20, 30}
+    assert checkpoint.retained(scored, keep=1) == {35, 20}
+    assert checkpoint.retained([(5, None), (10, None)], keep=1) == {10}
+    assert checkpoint.retained([], keep=3) == set()
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
+    from draw_service.run_dir import RunDir
+
+    run = RunDir(str(tmp_path / "run"))
+    model = small_model()
+    for step in (9_999_999, 10_000_000, 10_000_001):  # past 9,999,999 the names no longer sort as text
+        checkpoint.save(checkpoint.build_state(model, None, step, {}), run.checkpoint(step))
+    assert [s for s, _ in run.checkpoints()] == [9_999_999, 10_000_000, 10_000_001]
+    (tmp_path / "run" / "checkpoint_10000001" / "checkpoint.pt").write_bytes(b"")  # a 0-byte file
+    state, uri = checkpoint.load_latest(run)
+    assert state["step"] == 10_000_000 and uri.endswith("checkpoint_10000000")
+    assert "unreadable checkpoint" in caplog.text and "corrupt" in caplog.text
+    for step in (9_999_999, 10_000_000):
+        (tmp_path / "run" / run.checkpoint_name(step) / "checkpoint.pt").write_bytes(b"\x00" * 10)
+    with pytest.raises(checkpoint.CheckpointError, match="none of the 3 checkpoints .* can be read"):
+        checkpoint.load_latest(run)
+    assert checkpoint.load_latest(RunDir(str(tmp_path / "empty"))) is None
+
+
+def test_incomplete_checkpoints_are_named(tmp_path):
+    state = checkpoint.build_state(small_model(), None, 3, {})
+    del state["model"]
+    torch.save(state, tmp_path / "no-weights.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="incomplete: it has no model"):
+        checkpoint.load(tmp_path / "no-weights.pt")
+
+
+def test_writes_are_all_or_nothing_and_leave_no_temporary_files(tmp_path):
+    from draw_service import storage
+
+    storage.write_bytes(str(tmp_path / "a" / "f.bin"), b"one")
+    storage.write_bytes(str(tmp_path / "a" / "f.bin"), b"two")
+    assert (tmp_path / "a" / "f.bin").read_bytes() == b"two" and sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "f.bin"]
+    (tmp_path / "a" / "dir").mkdir()  # a folder where the file should go: the rename fails
+    with pytest.raises(storage.StorageError, match="writing .*dir failed"):
+        storage.write_bytes(str(tmp_path / "a" / "dir"), b"x")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dir", "f.bin"]

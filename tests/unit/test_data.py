@@ -101,3 +101,28 @@ def test_batch_stream_is_a_function_of_the_step():
     cont = BatchStream(images, 10, seed=5, binarize=False)
     seen = torch.cat([cont.batch(i) for i in range(10)]).flatten(1)
     assert len(torch.unique(seen, dim=0)) == 100
+
+
+def test_manifests_that_lie_are_refused_before_anything_is_read(tmp_path):
+    import json
+
+    from draw_service.data import shards
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (6, 5), dtype=np.uint8)).save(folder / f"{i}.png")
+    dest = tmp_path / "ds"
+    shards.prepare_source(str(folder), str(dest), progress=False)
+    good = json.loads((dest / "manifest.json").read_text())
+    shards.read_manifest(str(dest))
+    (tmp_path / "secret.parquet").write_bytes(b"outside the dataset")
+    for broken, message in (({k: v for k, v in good.items() if k != "splits"}, "'splits' is a required property"),
+                            ({**good, "image_shape": [1, 6]}, "image_shape"),
+                            ({**good, "splits": {**good["splits"], "train": {**good["splits"]["train"], "shards": [
+                                {**good["splits"]["train"]["shards"][0], "path": "../secret.parquet"}]}}},
+                             "splits/train/shards/0/path")):
+        (dest / "manifest.json").write_text(json.dumps(broken))
+        with pytest.raises(DatasetError, match=message):
+            shards.read_manifest(str(dest))

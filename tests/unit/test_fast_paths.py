@@ -55,14 +55,14 @@ def test_graphed_step_refuses_a_model_on_the_cpu():
         GraphedStep(model, torch.optim.Adam(model.parameters()), grad_clip=1.0, bf16=False)
 
 
-def test_cuda_graphs_refuse_several_workers():
+def test_cuda_graphs_need_gpus_but_not_a_single_worker(tmp_path):
     from draw_service.train.config import RayConfig
     from draw_service.train.on_ray import preflight
 
-    with pytest.raises(ValueError, match="one-GPU step"):
-        preflight(TrainConfig(cuda_graphs=True, out="/nonexistent", ray=RayConfig(num_workers=2, gpus_per_worker=1)))
-    with pytest.raises(ValueError, match="one-GPU step"):  # one worker, but on a CPU
-        preflight(TrainConfig(cuda_graphs=True, out="/nonexistent", ray=RayConfig(num_workers=1)))
+    with pytest.raises(ValueError, match="cuda_graphs captures a GPU step"):  # workers on CPUs
+        preflight(TrainConfig(cuda_graphs=True, out=str(tmp_path / "a"), ray=RayConfig(num_workers=2)))
+    # several GPU workers: the graphed step under DDP is accepted
+    preflight(TrainConfig(cuda_graphs=True, out=str(tmp_path / "b"), ray=RayConfig(num_workers=4, gpus_per_worker=1)))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
@@ -114,3 +114,40 @@ def test_compile_step_refuses_a_block_of_no_steps():
         DRAW(CFG, SHAPE).compile_step(steps_per_call=0)
     with pytest.raises(ValueError, match="compile_steps must be >= 1"):
         TrainConfig(compile=True, compile_steps=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+def test_a_one_rank_ddp_graphed_step_gives_the_single_gpu_graphed_numbers(monkeypatch):
+    """World size 1 over NCCL: DDP built on a side stream, its all-reduce inside the captured graph."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCH_NCCL_ASYNC_ERROR_HANDLING": "0"}.items():
+        monkeypatch.setenv(k, v)
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        models = [DRAW(CFG, SHAPE).cuda() for _ in range(2)]
+        models[1].load_state_dict(models[0].state_dict())
+        side = torch.cuda.Stream()
+        with torch.cuda.stream(side):
+            ddp = torch.nn.parallel.DistributedDataParallel(models[1], device_ids=[0])
+        torch.cuda.current_stream().wait_stream(side)
+        steps = [GraphedStep(net, torch.optim.Adam(net.parameters(), lr=1e-3), 1.0, False)
+                 for net in (models[0], ddp)]
+        assert steps[1].warmup == GraphedStep.DDP_WARMUP
+        g = torch.Generator("cuda").manual_seed(1)
+        for _ in range(5):
+            x = torch.rand(8, *SHAPE, generator=g, device="cuda")
+            eps = torch.randn(CFG.T, 8, CFG.z_size, generator=g, device="cuda")
+            single, distributed = (step(x, eps) for step in steps)
+            for a, b in zip(single, distributed):
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        for pa, pb in zip(models[0].parameters(), models[1].parameters()):
+            torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5)
+    finally:
+        dist.destroy_process_group()

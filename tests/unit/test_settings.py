@@ -106,3 +106,14 @@ def test_a_configuration_gives_back_the_command_that_makes_it():
     cfg = parse("train", *argv)
     assert sorted(to_argv(cfg)) == sorted(argv)
     assert parse("train", *to_argv(cfg)) == cfg
+
+
+def test_the_learning_rate_schedule_warms_up_decays_to_its_floor_and_is_a_function_of_the_step():
+    cfg = parse("train", "--lr", "2e-3", "--lr-schedule", "cosine", "--warmup-steps", "10", "--lr-final", "0.1")
+    assert cfg.lr_final == 0.1
+    assert cfg.lr_at(0, 110) == pytest.approx(2e-4) and cfg.lr_at(9, 110) == pytest.approx(2e-3)
+    assert cfg.lr_at(60, 110) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))  # half way through the decay
+    assert cfg.lr_at(110, 110) == pytest.approx(2e-4) and cfg.lr_at(500, 110) == pytest.approx(2e-4)
+    assert parse("train", "--lr-schedule", "cosine").lr_at(100, 100) == 0.0  # the default floor: zero
+    with pytest.raises(ValueError, match="lr_final is a fraction of the peak rate"):
+        TrainConfig(lr_final=1.5)

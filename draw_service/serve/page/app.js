@@ -1,0 +1,103 @@
+// The page's only script: it talks to this service's own API (no CDN, nothing loaded from elsewhere).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function headers(extra) {
+  const h = Object.assign({}, extra);
+  const token = $("token").value.trim();
+  if (token) h.Authorization = "Bearer " + token;
+  return h;
+}
+
+async function call(path, body, accept, contentType) {
+  const response = await fetch(path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: headers({ Accept: accept, "Content-Type": contentType || "application/json" }),
+    body: body === undefined ? undefined : body,
+  });
+  if (!response.ok) {
+    let message = response.status + " " + response.statusText;
+    try {
+      const detail = (await response.json()).detail;
+      message = Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : String(detail);
+    } catch (e) { /* not JSON: keep the status line */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function say(id, text, isError) {
+  $(id).textContent = text;
+  $(id).classList.toggle("error", Boolean(isError));
+}
+
+async function showImage(id, response) {
+  const old = $(id).src;
+  $(id).src = URL.createObjectURL(await response.blob());
+  if (old && old.startsWith("blob:")) URL.revokeObjectURL(old);
+}
+
+function sampleBody() {
+  return JSON.stringify({ n: Number($("n").value), seed: Number($("seed").value),
+                          temperature: Number($("temperature").value) });
+}
+
+async function sample() {
+  say("sample-status", "drawing…");
+  try {
+    const response = await call("/sample", sampleBody(), "image/png");
+    await showImage("samples", response);
+    say("sample-status", "seed " + response.headers.get("X-Seed"));
+  } catch (err) { say("sample-status", err.message, true); }
+}
+
+async function animate() {
+  say("sample-status", "animating…");
+  try {
+    await showImage("drawing", await call("/animate", sampleBody(), "image/gif"));
+    say("sample-status", "the canvas at each of the model's steps");
+  } catch (err) { say("sample-status", err.message, true); }
+}
+
+async function upload() {
+  const file = $("file").files[0];
+  if (!file) { say("score", "choose a PNG first", true); return; }
+  say("score", "scoring…");
+  try {
+    const iw = Number($("iw").value) || 0;
+    const scored = await (await call("/score?iw_samples=" + iw, file, "application/json", "image/png")).json();
+    const s = scored.scores[0];
+    let text = `NLL bound ${s.nll_bound.toFixed(2)} nats (${s.bits_per_dim.toFixed(4)} bits/dim)`;
+    if (s.iwae_bound !== null && s.iwae_bound !== undefined) {
+      text += `; importance-weighted (k=${scored.iw_samples}) ${s.iwae_bound.toFixed(2)} nats`;
+    }
+    say("score", text + ` — ${scored.likelihood} likelihood`);
+    await showImage("reconstruction", await call("/reconstruct", file, "image/gif", "image/png"));
+  } catch (err) { say("score", err.message, true); }
+}
+
+async function start() {
+  // A link can carry the token in its fragment (never sent to a server): /#token=...
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    $("token").value = fromLink;
+    history.replaceState(null, "", location.pathname);
+  }
+  try {
+    const info = await (await call("/info", undefined, "application/json")).json();
+    const m = info.model;
+    const [c, h, w] = info.image_shape;
+    $("model").textContent = `DRAW, T=${m.T}, ${m.enc_size}/${m.dec_size} LSTMs, z=${m.z_size}, ` +
+      (m.attention ? `read ${m.read_n}×${m.read_n}, write ${m.write_n}×${m.write_n}` : "no attention") +
+      `, ${c}×${h}×${w} images, ${m.likelihood} likelihood` +
+      (info.metrics.nll_bound ? `, ${info.metrics.nll_bound.toFixed(2)} nats on its evaluation split` : "");
+    $("n").max = info.settings.max_n;
+    await sample();
+  } catch (err) { say("sample-status", err.message, true); }
+}
+
+$("sample-form").addEventListener("submit", (e) => { e.preventDefault(); sample(); });
+$("animate").addEventListener("click", animate);
+$("upload-form").addEventListener("submit", (e) => { e.preventDefault(); upload(); });
+start();
