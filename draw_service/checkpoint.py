@@ -68,12 +68,15 @@ def save(state: dict[str, Any], folder_uri: str | storage.Location) -> str:
     return loc.uri
 
 
+def complete(run: RunDir) -> list[storage.Location]:
+    """The run's checkpoint folders that hold a checkpoint file, newest first."""
+    return [folder for _, folder in reversed(run.checkpoints()) if storage.exists(folder.join(FILENAME))]
+
+
 def latest(run: RunDir) -> str | None:
     """The URI of the run's newest complete checkpoint folder, or None."""
-    for _, folder in reversed(run.checkpoints()):
-        if storage.exists(folder.join(FILENAME)):
-            return folder.uri
-    return None
+    found = complete(run)
+    return found[0].uri if found else None
 
 
 def load_latest(run: RunDir) -> tuple[dict[str, Any], str] | None:
@@ -82,7 +85,7 @@ def load_latest(run: RunDir) -> tuple[dict[str, Any], str] | None:
     An unreadable newest checkpoint (a kill mid-write, a truncated upload, a 0-byte file) is passed over
     with a warning for the one before it: a run never restarts from zero while a good checkpoint exists,
     and is refused, not restarted, when none of its checkpoints can be read."""
-    found = [folder for _, folder in reversed(run.checkpoints()) if storage.exists(folder.join(FILENAME))]
+    found = complete(run)
     problems = []
     for folder in found:
         try:
