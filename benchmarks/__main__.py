@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve-n", type=int, default=4, help="images per request")
     p.add_argument("--quality-runs", nargs="+", default=["mnist-attention"], help="recipes (benchmarks/quality.py)")
     p.add_argument("--quality-minutes", type=float, default=60.0, help="training budget per recipe")
+    p.add_argument("--quality-epochs", type=float, default=None,
+                   help="epochs the schedule plans for (default: the recipe's); fit it to the machine's speed so the "
+                        "cosine decay completes inside the budget")
     p.add_argument("--quality-out", default="bench-out/quality", help="runs, quality.json and quality.png go here")
     a = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .quality import bench_quality
 
-        report["quality"] = bench_quality(a.quality_runs, a.quality_minutes, a.device, Path(a.quality_out))
+        report["quality"] = bench_quality(a.quality_runs, a.quality_minutes, a.device, Path(a.quality_out),
+                                          epochs=a.quality_epochs)
     report["bench_wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report, indent=2), file=json_out, flush=True)
     return 0

@@ -115,12 +115,16 @@ def plot(results: dict[str, dict[str, Any]], path: Path,
     plt.close(fig)
 
 
-def bench_quality(runs: list[str], minutes: float, device: str, out_dir: Path) -> dict[str, Any]:
+def bench_quality(runs: list[str], minutes: float, device: str, out_dir: Path,
+                  epochs: float | None = None) -> dict[str, Any]:
     results = {}
     for name in runs:
         if name not in RECIPES:
             raise SystemExit(f"unknown quality run {name!r}: choose from {', '.join(RECIPES)}")
-        results[name] = run_recipe(name, RECIPES[name][device], minutes, out_dir)
+        argv = list(RECIPES[name][device])
+        if epochs is not None:
+            argv[argv.index("--epochs") + 1] = f"{epochs:g}"
+        results[name] = run_recipe(name, argv, minutes, out_dir)
         say(f"  {name}: {results[name]['final'].get('nll_bound'):.2f} nats after "
             f"{results[name]['final'].get('train_minutes', math.nan):.1f} minutes")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,12 @@ def resolve(uri: str | os.PathLike | Location) -> Location:
     return Location(pafs.LocalFileSystem(), path, path)
 
 
+def absolute(uri: str) -> str:
+    """`uri` as any process reads it: a local path made absolute here, where it was given (Ray Tune runs each
+    trial in a working directory of its own, so a relative path would land there), other URIs unchanged."""
+    return uri if "://" in uri and not uri.startswith("file://") else resolve(uri).uri
+
+
 def _wrap(loc: Location, what: str, err: Exception, attempts: int = 1) -> StorageError:
     text = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
     if loc.is_s3 and any(code in str(err) for code in _DENIED):

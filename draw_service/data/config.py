@@ -25,6 +25,13 @@ class DataConfig(Settings):
                                                    "evaluate on it instead of the test split, as a search must; "
                                                    "0 evaluates on the test split")
 
+    def pinned(self) -> DataConfig:
+        """The same data for a process that runs elsewhere: a local dataset path made absolute; names stay."""
+        from .. import storage
+        from .sources import NAMES
+
+        return self if self.dataset in NAMES else self.replace(dataset=storage.absolute(self.dataset))
+
 
 @dataclass
 class PrepareConfig(Settings):

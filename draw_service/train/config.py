@@ -80,6 +80,12 @@ class TrainConfig(Settings):
         if self.cuda_graphs and self.device == "cpu":
             raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
 
+    def pinned(self) -> TrainConfig:
+        """This run as Ray's workers and trials must see it: local paths absolute, as meant where they were given."""
+        from .. import storage
+
+        return self.replace(out=storage.absolute(self.out), data=self.data.pinned())
+
     def effective_lr(self) -> float:
         ratio = self.batch_size / 100
         return {"none": self.lr, "linear": self.lr * ratio, "sqrt": self.lr * ratio**0.5}[self.lr_scaling]

@@ -178,6 +178,7 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
 
     from ..ray_cluster import connect
 
+    cfg = cfg.pinned()
     preflight(cfg)
     connect()
     try:

@@ -125,6 +125,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
 
     if not cfg.base.steps:
         raise ValueError("a search needs a fixed number of steps per trial (--steps)")
+    cfg = cfg.replace(base=cfg.base.pinned())
     preflight(cfg.base)  # the data and storage, checked once as any trial's run would be
     search = RunDir(cfg.base.out)
     try:

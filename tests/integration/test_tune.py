@@ -87,6 +87,19 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
     assert again["trial_id"] == best["trial_id"] and again["value"] == best["value"]
 
 
+def test_a_search_given_a_relative_folder_keeps_its_trials_there(ray_cluster, monkeypatch, tmp_path):
+    """Tune runs each trial in a working directory of its own: `--out runs/x` must still mean ./runs/x where
+    the command was typed, not a folder inside Ray's session directory that nobody looks in."""
+    monkeypatch.chdir(tmp_path)
+    base = TrainConfig(data=DataConfig(dataset="mnist", train_limit=200, test_limit=20, validation_stride=10),
+                       tracking=TrackingConfig(wandb=False), ray=RayConfig(num_workers=1, max_failures=0),
+                       out="runs/relative", batch_size=20, steps=4, eval_every=4, quiet=True)
+    best = run_search(SearchConfig(base=base, space="smoke", trials=1, algorithm="random"))
+    assert best["checkpoint"].startswith(str(tmp_path / "runs" / "relative" / "trials")), best["checkpoint"]
+    assert (Path(best["checkpoint"]) / checkpoint.FILENAME).is_file()
+    assert sorted(p.name for p in (tmp_path / "runs" / "relative" / "trials").iterdir()) == [best["trial_id"]]
+
+
 def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_root, s3, tmp_path):
     """`ray start --head` on free ports, then the README's command, word for word: the node has its S3
     credentials in its environment (as a pod has them from its Secret), and the job gets its

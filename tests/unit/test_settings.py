@@ -117,3 +117,13 @@ def test_the_learning_rate_schedule_warms_up_decays_to_its_floor_and_is_a_functi
     assert parse("train", "--lr-schedule", "cosine").lr_at(100, 100) == 0.0  # the default floor: zero
     with pytest.raises(ValueError, match="lr_final is a fraction of the peak rate"):
         TrainConfig(lr_final=1.5)
+
+
+def test_a_run_sent_to_ray_keeps_its_local_paths_as_meant_where_they_were_typed(tmp_path, monkeypatch):
+    from draw_service.data.config import DataConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(out="runs/x", data=DataConfig(dataset="shards/mnist")).pinned()
+    assert (cfg.out, cfg.data.dataset) == (str(tmp_path / "runs/x"), str(tmp_path / "shards/mnist"))
+    kept = TrainConfig(out="s3://bucket/runs/x", data=DataConfig(dataset="cifar10")).pinned()
+    assert (kept.out, kept.data.dataset) == ("s3://bucket/runs/x", "cifar10")  # URIs and dataset names stay
