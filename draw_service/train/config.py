@@ -53,6 +53,10 @@ class TrainConfig(Settings):
                               help="constant, or cosine: decay to zero over the run's steps")
     warmup_steps: int = option(0, min=0, help="steps of linear learning-rate warm-up")
     lr_final: float = option(0.0, min=0, help="cosine: the fraction of the peak rate the schedule ends at")
+    kl_warmup_steps: int = option(0, min=0, help="steps over which the KL term's weight in the training objective "
+                                                 "rises linearly from 0 to 1 (pulls the attention model out of its "
+                                                 "early collapsed posterior); losses and bounds are always reported "
+                                                 "with the whole KL")
     grad_clip: float = option(10.0, min=0, help="max global gradient norm, 0 = off")
     steps: int | None = option(None, min=1, help="optimiser steps (overrides --epochs)")
     epochs: float = option(1.0, above=0, help="epochs when --steps is not given")
@@ -89,6 +93,11 @@ class TrainConfig(Settings):
     def effective_lr(self) -> float:
         ratio = self.batch_size / 100
         return {"none": self.lr, "linear": self.lr * ratio, "sqrt": self.lr * ratio**0.5}[self.lr_scaling]
+
+    def kl_weight_at(self, step: int) -> float:
+        """The KL term's weight in the objective of optimiser step `step` (0-based): a pure function of the
+        step, like the learning rate, so a resumed run continues the warm-up exactly."""
+        return 1.0 if step >= self.kl_warmup_steps else (step + 1) / self.kl_warmup_steps
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of optimiser step `step` (0-based) of `total_steps`: a pure function of the step,

@@ -130,6 +130,7 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
         x = x.to(device, non_blocking=True)
         eps = torch.randn(noise_shape, generator=_step_generator(device, cfg.seed, rank, step), device=device)
         train_step.set_lr(cfg.lr_at(step, planned_steps))
+        train_step.set_kl_weight(cfg.kl_weight_at(step))
         terms = torch.stack(train_step(x, eps)).double()  # loss, recon, kl, grad norm
         totals += terms
         logged += terms[0]
@@ -166,6 +167,8 @@ def train_loop(config: dict[str, Any], session) -> dict[str, Any]:
             "images_per_s": n_since * cfg.batch_size / elapsed, "data_wait_share": data_wait / elapsed,
             "data_load_s": data_load_s, "resumed_from": resumed_from,
         }
+        if cfg.kl_warmup_steps:
+            metrics["kl_weight"] = cfg.kl_weight_at(step - 1)  # the objective's, at the last step
         if step % eval_every == 0 or last:
             sums = bound_sums(model, data.eval, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,
                               seed=cfg.seed + rank, device=device)

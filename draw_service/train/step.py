@@ -8,7 +8,8 @@ The graph reads its batch and noise from fixed buffers, so a replay computes exa
 step computes on the same inputs (tests/test_fast_paths.py checks it on a GPU).
 
 Both kinds take `(x, eps)` and return the step's `(loss, recon, kl, grad_norm)` as 0-d tensors on the
-device; `set_lr` sets the learning rate of the next step (a schedule).
+device, `loss` the whole bound recon + kl whatever the objective's KL weight; `set_lr` and `set_kl_weight`
+set the learning rate and the KL term's weight of the next step (schedules).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class EagerStep:
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.clip = grad_clip if grad_clip > 0 else math.inf
         self.bf16 = bf16
+        self.kl_weight: float | Tensor = 1.0
 
     @property
     def lr(self) -> float:
@@ -38,6 +40,9 @@ class EagerStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def set_kl_weight(self, weight: float) -> None:
+        self.kl_weight = weight
+
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         # Autocast's weight-cast cache must be off inside a CUDA graph capture; it costs little elsewhere.
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False)
@@ -45,11 +50,11 @@ class EagerStep:
     def _run(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         with self.autocast(x.device.type):
             out = self.net(x, eps)
-            loss = out.loss.mean()
-        loss.backward()
+            recon, kl = out.recon.mean(), out.kl.mean()
+        (recon + self.kl_weight * kl).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.optimizer.step()
-        return loss.detach(), out.recon.mean().detach(), out.kl.mean().detach(), grad_norm
+        return (recon + kl).detach(), recon.detach(), kl.detach(), grad_norm
 
     def __call__(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -104,10 +109,14 @@ class GraphedStep(EagerStep):
         for state in optimizer.state.values():
             if "step" in state:
                 state["step"] = state["step"].to(device, torch.float32)
+        self.kl_weight = torch.ones((), device=device)  # a tensor, read at every replay, like the learning rate
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"].fill_(lr)
+
+    def set_kl_weight(self, weight: float) -> None:
+        self.kl_weight.fill_(weight)
 
     def _capture(self, x: Tensor, eps: Tensor) -> None:
         self.x, self.eps = x.clone(), eps.clone()  # the graph's input buffers (B, C, H, W), (T, B, z)

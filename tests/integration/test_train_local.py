@@ -41,13 +41,16 @@ def test_a_few_hundred_steps_lower_the_test_bound_clearly(tmp_path, capsys, mnis
 
 def test_train_evaluate_sample_and_resume(tmp_path, capsys):
     run = tmp_path / "run"
-    common = ["--batch-size", "20", "--train-limit", "400", "--test-limit", "100", "--eval-every", "10", *TINY]
+    # a KL warm-up that the interruption cuts in two must resume where it was, like the learning rate
+    common = ["--batch-size", "20", "--train-limit", "400", "--test-limit", "100", "--eval-every", "10",
+              "--kl-warmup-steps", "15", *TINY]
     assert run_cli(capsys, "train", "--out", str(run), "--steps", "10", *common)[0] == 0
+    assert json.loads((run / "metrics" / "0000010.json").read_text())["kl_weight"] == pytest.approx(10 / 15)
     # a second run into the same folder must not silently overwrite it
     code, _, err = run_cli(capsys, "train", "--out", str(run), "--steps", "20", *common)
     assert code == 2 and "--resume" in err
     code, out, _ = run_cli(capsys, "train", "--out", str(run), "--steps", "20", "--resume", *common)
-    assert code == 0 and json.loads(out)["step"] == 20
+    assert code == 0 and json.loads(out)["step"] == 20 and json.loads(out)["kl_weight"] == 1.0
 
     # the resumed run is exactly the run that was never interrupted
     straight = tmp_path / "straight"

@@ -44,6 +44,25 @@ def test_eager_step_trains_and_reports_its_terms():
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_a_kl_weight_changes_the_objective_but_not_the_reported_bound():
+    """With the KL term weighted w, the step follows the gradient of recon + w·kl and reports recon + kl."""
+    torch.manual_seed(0)
+    x, eps = torch.rand(4, 3, 12, 20), torch.randn(CFG.T, 4, CFG.z_size)
+    grads = {}
+    for w in (0.0, 0.25, 1.0):
+        torch.manual_seed(0)
+        model = DRAW(CFG, SHAPE)
+        step = EagerStep(model, torch.optim.SGD(model.parameters(), lr=0.0), grad_clip=0.0, bf16=False)
+        step.set_kl_weight(w)
+        loss, recon, kl, _ = step(x, eps)
+        torch.testing.assert_close(loss, recon + kl)  # the whole bound, whatever the weight
+        assert kl > 0
+        grads[w] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    # the gradient is linear in w: g(w) = g_recon + w·g_kl
+    torch.testing.assert_close(grads[0.25], grads[0.0] + 0.25 * (grads[1.0] - grads[0.0]), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(grads[0.0], grads[1.0])
+
+
 def test_cuda_graphs_refuse_a_cpu_run():
     with pytest.raises(ValueError, match="cuda_graphs needs a GPU"):
         TrainConfig(device="cpu", cuda_graphs=True)
@@ -75,7 +94,9 @@ def test_cuda_graph_step_gives_the_eager_numbers(attention):
     steps = [kind(m, torch.optim.Adam(m.parameters(), lr=1e-3), 1.0, False)
              for kind, m in zip((EagerStep, GraphedStep), models)]
     g = torch.Generator("cuda").manual_seed(1)
-    for _ in range(5):  # the warm-up before capture must leave no trace: every step matches
+    for i in range(5):  # the warm-up before capture must leave no trace: every step matches
+        for step in steps:  # a KL warm-up: the graph must read the weight set before each replay
+            step.set_kl_weight(min(1.0, 0.3 * (i + 1)))
         x = torch.rand(8, 3, 12, 20, generator=g, device="cuda")
         eps = torch.randn(cfg.T, 8, cfg.z_size, generator=g, device="cuda")
         eager, graphed = (step(x, eps) for step in steps)

@@ -119,6 +119,14 @@ def test_the_learning_rate_schedule_warms_up_decays_to_its_floor_and_is_a_functi
         TrainConfig(lr_final=1.5)
 
 
+def test_the_kl_warm_up_rises_to_one_and_is_a_function_of_the_step():
+    cfg = parse("train", "--kl-warmup-steps", "4")
+    assert [cfg.kl_weight_at(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert parse("train").kl_weight_at(0) == 1.0  # off by default: the paper's objective from the first step
+    with pytest.raises(ValueError, match="kl_warmup_steps must be >= 0"):
+        parse("train", "--kl-warmup-steps", "-1")
+
+
 def test_a_run_sent_to_ray_keeps_its_local_paths_as_meant_where_they_were_typed(tmp_path, monkeypatch):
     from draw_service.data.config import DataConfig
 
