@@ -28,8 +28,9 @@ PAPER_BOUNDS = {"with attention": 80.97, "without attention": 87.40}  # Gregor e
 # On the 2-core CPU without AVX-512 the compiled attention step trains 106-129 images/s: 7 epochs fit an
 # hour, so the cosine completes inside it (an AVX-512 VM fits 13, `--quality-epochs 13`). The attention
 # model starts near a collapsed posterior; a KL warm-up over the first epoch pulls it out sooner, and with it
-# a higher rate pays (400-step probes, README "Recipe probes": 187.5 nats plain, 181.5 with a 300-step KL
-# warm-up, 190.7 at lr 4e-3 alone, 179.8 at lr 4e-3 with a 600-step KL warm-up).
+# a higher rate pays (400-step probes, README "The hour's recipe now", logs in docs/quality-runs/probes/:
+# 187.5 nats plain, 181.5 with a 300-step KL warm-up, 190.7 at lr 4e-3 alone, 179.8 at lr 4e-3 with a
+# 600-step KL warm-up).
 _CPU = ["--compile", "--lr-schedule", "cosine", "--warmup-steps", "200", "--iw-samples", "10",
         "--eval-every", "600", "--no-wandb", "--quiet"]
 # On one H100 the CUDA-graph step trains about 6,000 images/s at batch 100: 150 epochs in 25 minutes. (The KL

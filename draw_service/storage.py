@@ -77,6 +77,11 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return _s3(endpoint, scheme, region, credentials)
 
 
+def is_local(uri: str) -> bool:
+    """Whether `uri` names a local path (a plain path or file://...) rather than a remote store."""
+    return "://" not in uri or uri.startswith("file://")
+
+
 def resolve(uri: str | os.PathLike | Location) -> Location:
     if isinstance(uri, Location):
         return uri
@@ -86,7 +91,7 @@ def resolve(uri: str | os.PathLike | Location) -> Location:
         if not path:
             raise StorageError(f"{uri!r} names no bucket; use s3://bucket/prefix")
         return Location(s3_filesystem(), path, "s3://" + path)
-    if "://" in uri and not uri.startswith("file://"):
+    if not is_local(uri):
         raise StorageError(f"unsupported storage URI {uri!r}: use a local path, file://... or s3://bucket/prefix")
     path = str(Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser().resolve())
     return Location(pafs.LocalFileSystem(), path, path)
@@ -95,7 +100,7 @@ def resolve(uri: str | os.PathLike | Location) -> Location:
 def absolute(uri: str) -> str:
     """`uri` as any process reads it: a local path made absolute here, where it was given (Ray Tune runs each
     trial in a working directory of its own, so a relative path would land there), other URIs unchanged."""
-    return uri if "://" in uri and not uri.startswith("file://") else resolve(uri).uri
+    return resolve(uri).uri if is_local(uri) else uri
 
 
 def _wrap(loc: Location, what: str, err: Exception, attempts: int = 1) -> StorageError:
