@@ -14,9 +14,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import storage
+from . import storage, wandb_file
 from .run_dir import RunDir
 from .settings import Settings, option
 
@@ -49,8 +50,8 @@ class Tracker:
 
     W&B writes its offline file every second (its default is 15 s), so a run that is killed — a search
     trial that ASHA stops, a preempted pod — still leaves every report it made. For a run on S3 the
-    files are written on this machine and copied into `<out>/wandb/` after every report and at the end,
-    so they outlive the pod."""
+    files are written on this machine and copied into `<out>/wandb/` after every report (once W&B has
+    written it) and at the end, so they outlive the pod."""
 
     def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], run: RunDir):
         self.cfg = cfg
@@ -92,30 +93,31 @@ class Tracker:
 
                 values.update({"samples": wandb.Image(grid, caption=f"step {step}"),
                                "drawing": wandb.Video(io.BytesIO(gif), format="gif", caption=f"step {step}")})
-        before = self._log_size()
         self.log(values, step)
-        self.persist(wait_for_growth_of=before)
+        self.persist(wait_for_step=step)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
             for k, v in values.items():
                 self.run.summary[k] = v
 
-    def _log_size(self) -> int:
-        """Bytes of the run's transaction log (`run-<id>.wandb`) on this machine so far."""
-        return sum(p.stat().st_size for p in self.folder.rglob("run-*.wandb")) if self.run is not None else 0
-
-    def persist(self, wait_for_growth_of: int | None = None, wait_s: float = 10.0) -> None:
+    def persist(self, wait_for_step: int | None = None, wait_s: float = 30.0) -> None:
         """A run on S3: copy its W&B files that changed from this machine into `<out>/wandb/`.
 
-        After a report, first wait (up to `wait_s`) until W&B has flushed it into its transaction log: a
-        trial that ASHA stops next may never get another chance to copy it."""
+        After a report, first wait (up to `wait_s`) until W&B has put that step's row into its transaction
+        log: a trial that ASHA stops next may never get another chance to copy it. The file growing is not
+        enough: on a busy machine it grows by the run's earlier records first."""
         if self.run is None or not self.out.loc.is_s3:
             return
-        if wait_for_growth_of is not None:
+        if wait_for_step is not None:
+            log_file = Path(self.run.settings.sync_file)
             deadline = time.monotonic() + wait_s
-            while self._log_size() <= wait_for_growth_of and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while wait_for_step not in wandb_file.history_steps(log_file):
+                if time.monotonic() > deadline:
+                    log.warning("W&B has not written step %d into %s after %.0f s; copying what it has",
+                                wait_for_step, log_file, wait_s)
+                    break
+                time.sleep(0.1)
         written = self.folder / "wandb"  # W&B writes under <dir>/wandb/: <out>/wandb/ as for a local run
         for path in written.rglob("*"):
             if not path.is_file() or path.is_symlink():
