@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, fro
 
 from draw_service.cli import main  # noqa: E402
 
-SMOKE = ["--space", "smoke", "--trials", "4", "--steps", "40", "--eval-every", "10", "--batch-size", "32",
+SMOKE = ["--space", "smoke", "--trials", "2", "--steps", "40", "--eval-every", "10", "--batch-size", "32",
          "--train-limit", "2000", "--test-limit", "100", "--eval-batch-size", "100", "--max-concurrent", "2",
          "--prepare-train-limit", "2000", "--prepare-test-limit", "200", "--media-every", "40"]
 FULL = ["--space", "svhn", "--trials", "16", "--steps", "10000", "--eval-every", "1000", "--batch-size", "100"]

@@ -33,10 +33,10 @@ def summarise(trials: list[TrialOutcome], max_reports: int, search_uri: str,
     for t in trials:
         status = "error" if t.error else ("completed" if t.reports >= max_reports else "stopped early")
         row = {"trial": t.trial_id, **{k: t.params.get(k) for k in HYPERPARAMETERS[:-1]},
-               "lr": round(float(t.params.get("lr", float("nan"))), 6), "reports": t.reports,
+               "lr": float(t.params.get("lr", float("nan"))), "reports": t.reports,
                "nll_bound": t.last.get("nll_bound"), "bits_per_dim": t.last.get("bits_per_dim"), "status": status}
         if t.error:
-            row["error"] = t.error.splitlines()[0][:120] if t.error.strip() else "failed"
+            row["error"] = cause(t.error)
         rows.append(row)
         for metrics, uri in t.checkpoints:
             value = metrics.get(METRIC)
@@ -55,6 +55,13 @@ def summarise(trials: list[TrialOutcome], max_reports: int, search_uri: str,
     return rows, best
 
 
+def cause(error: str) -> str:
+    """The line of a trial's error that says what went wrong: Ray wraps it in tracebacks, and the exception
+    itself (`ValueError: attention patches ... are larger than the 32x32 image`) comes last."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "failed"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     cols = ["trial", "read_n", "write_n", "z_size", "hidden", "T", "lr", "reports", "nll_bound", "bits_per_dim",
             "status"]
@@ -63,10 +70,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         v = row.get(c)
         if v is None:
             return ""
+        if c == "lr":
+            return f"{v:.3g}"  # 1e-07 stays 1e-07, not 0.0
         return f"{v:.2f}" if c == "nll_bound" else f"{v:.4f}" if c == "bits_per_dim" else str(v)
 
     ordered = sorted(rows, key=lambda r: (r[METRIC] is None, r[METRIC] or 0))
     cells = [[cell(r, c) for c in cols] for r in ordered]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths))  # noqa: E731
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+    failed = [f"trial {r['trial']} failed: {r['error']}" for r in rows if r.get("error")]
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells), *failed])

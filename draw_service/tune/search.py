@@ -39,6 +39,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     search = RunDir(cfg.out)
     cfg.out = search.child("trials", trial_id).uri
     cfg.tracking = cfg.tracking.replace(group=search.name, run_name=trial_id)
+    # A sampled configuration that cannot work (patches larger than the images) fails here, in one line,
+    # before a worker group starts, and is not retried as a worker's crash would be.
+    preflight(cfg)
     make_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
 
 

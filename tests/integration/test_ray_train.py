@@ -62,7 +62,7 @@ def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist
 def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_cluster, mnist_s3):
     from ray.util.state import list_actors
 
-    cfg = config(mnist_s3, 300, "s3://draw/runs/fault", max_failures=2, eval_every=20, keep_checkpoints=100)
+    cfg = config(mnist_s3, 160, "s3://draw/runs/fault", max_failures=2, eval_every=20, keep_checkpoints=100)
     cfg.model = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3, likelihood="auto")
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg)))
@@ -78,19 +78,20 @@ def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_clus
     thread.join(timeout=400)
     assert not thread.is_alive()
     result = outcome["result"]
-    assert result["step"] == 300
+    assert result["step"] == 160
     resumed = result["resumed_from"]
     print(f"\nfault injection: SIGKILL to worker pid {workers[1]['pid']} with checkpoint step {killed_at} registered; "
           f"the run resumed from step {resumed} and finished at step {result['step']}")
-    assert 40 <= resumed < 300 and resumed % 20 == 0, result  # restarted from a checkpoint, not from scratch
+    assert 40 <= resumed < 160 and resumed % 20 == 0, result  # restarted from a checkpoint, not from scratch
     assert killed_at <= resumed <= killed_at + 20
     # every checkpoint, before and after the failure, is still there
-    assert checkpoints_in("runs/fault/") == [f"checkpoint_{s:07d}" for s in range(20, 301, 20)]
+    assert checkpoints_in("runs/fault/") == [f"checkpoint_{s:07d}" for s in range(20, 161, 20)]
 
 
 def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_cluster, mnist_s3, s3, tmp_path):
     from draw_service.data import shards
     from draw_service.data.sources import DatasetError, load_source
+    from draw_service.train.run import train_command
 
     with pytest.raises(storage.StorageError, match="bucket 'missing-bucket'"):
         fit(config(mnist_s3, 5, "s3://missing-bucket/runs/x"))
@@ -108,7 +109,7 @@ def test_bad_storage_and_mismatched_data_fail_before_any_worker_starts(ray_clust
     cifar.train_labels, cifar.test_labels = cifar.train_labels[:200], cifar.test_labels[:50]
     shards.prepare(cifar, str(tmp_path / "cifar"), progress=False)
     run = str(tmp_path / "runs" / "shape")
-    fit(config(mnist_s3, 2, run, workers=1, eval_every=2))
+    train_command(config(mnist_s3, 2, run, workers=0, eval_every=2))  # a local run: the same folder and checkpoint
     with pytest.raises(ValueError, match=r"\(3, 32, 32\).*checkpoint draws \(1, 28, 28\)"):
         fit(config(str(tmp_path / "cifar"), 4, run, workers=1))
 

@@ -1,0 +1,30 @@
+"""The summary of a finished search: rows, the table a user reads, the best record."""
+
+from draw_service.tune.results import TrialOutcome, format_table, summarise
+
+PARAMS = {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}
+RAY_ERROR = """ray::ImplicitFunc.train() (pid=27631, ip=192.0.2.2, actor_id=3e02, repr=run_trial)
+  File "/x/draw_service/tune/search.py", line 45, in run_trial
+    preflight(cfg)
+ValueError: attention patches read_n=3, write_n=99 are larger than the 32x32 image
+"""
+
+
+def test_the_table_ranks_trials_says_why_one_failed_and_the_best_is_the_lowest_bound():
+    trials = [
+        TrialOutcome("a_00000", PARAMS, 4, {"nll_bound": 900.0, "bits_per_dim": 0.6},
+                     checkpoints=[({"nll_bound": 950.0, "bits_per_dim": 0.7, "step": 20}, "s3://b/a/checkpoint_20"),
+                                  ({"nll_bound": 900.0, "bits_per_dim": 0.6, "step": 40}, "s3://b/a/checkpoint_40")]),
+        TrialOutcome("a_00001", {**PARAMS, "write_n": 99}, 0, {}, error=RAY_ERROR),
+        TrialOutcome("a_00002", {**PARAMS, "lr": 1e-7}, 1, {"nll_bound": 990.0, "bits_per_dim": 0.8},
+                     checkpoints=[({"nll_bound": 990.0, "bits_per_dim": 0.8, "step": 10}, "s3://b/c/checkpoint_10")]),
+    ]
+    rows, best = summarise(trials, max_reports=4, search_uri="s3://b/s", dataset="s3://b/d")
+    assert [r["status"] for r in rows] == ["completed", "error", "stopped early"]
+    assert best["checkpoint"] == "s3://b/a/checkpoint_40" and best["value"] == 0.6 and best["step"] == 40
+    assert (best["trials"], best["errors"], best["stopped_early"]) == (3, 1, 1)
+    table = format_table(rows).splitlines()
+    assert [line.split()[0] for line in table[2:5]] == ["a_00000", "a_00002", "a_00001"]  # best first, failed last
+    assert "1e-07" in table[3]  # a tiny learning rate is not shown as 0.0
+    assert table[-1] == ("trial a_00001 failed: ValueError: attention patches read_n=3, write_n=99 are larger "
+                         "than the 32x32 image")
