@@ -8,9 +8,10 @@ from model_cases import CFG, SHAPE, loss_and_grads
 from draw_service.model import DRAW
 
 
-# Few steps, because Inductor's compile time grows with the steps each graph unrolls (a cold cache took
-# 185 s for attention at T = 4 in blocks of 3 and 1): attention in one block of 2; without attention,
-# 2 steps per graph over T = 3 also runs the shorter last block (its own graph).
+# Small graphs: with a cold cache Inductor's C++ compilation dominates (185 s for attention at T = 4 in
+# blocks of 3 and 1; 70-100 s for a 1- or 2-step graph). Attention: one 1-step graph called twice, so the
+# state passes between compiled calls; without attention, 2 steps per graph over T = 3 also runs the
+# shorter last block (its own graph).
 @pytest.mark.parametrize("attention, T, steps_per_call", [(True, 2, 1), (False, 3, 2)])
 def test_compiled_step_gives_the_eager_numbers(attention, T, steps_per_call):
     cfg = CFG.replace(attention=attention, T=T)
