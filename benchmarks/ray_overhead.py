@@ -4,12 +4,37 @@ directly against Ray Data."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from typing import Any
 
 from .common import BATCH, PAPER, say
+
+
+def bench_checkpoint_stall(cfg, mode: str, steps: int) -> dict[str, Any]:
+    """How long each checkpoint to S3 holds a 1-worker run's training up (the report's wall time, rank 0),
+    with Ray's upload in the report (`sync`) or on its own thread (`async`), a checkpoint every 4 steps."""
+    import statistics
+
+    from draw_service import checkpoint, storage
+    from draw_service.train.config import RayConfig
+    from draw_service.train.on_ray import fit
+
+    out = f"s3://bench/runs/stall-{mode}"
+    say(f"  checkpoint stall, {mode} upload, {steps} steps")
+    t = time.perf_counter()
+    final = fit(cfg.replace(out=out, checkpoint_every=4, keep_checkpoints=100, ray=RayConfig(
+        num_workers=1, cpus_per_worker=os.cpu_count(), max_failures=0, checkpoint_upload=mode)))
+    wall = time.perf_counter() - t
+    stalls = [json.loads(storage.read_bytes(f"{out}/metrics/{name}")).get("last_checkpoint_s")
+              for name in storage.list_dir(f"{out}/metrics")]
+    stalls = [s for s in stalls if s is not None]
+    size = len(storage.read_bytes(checkpoint.checkpoint_file(final["latest_checkpoint"])))
+    return {"checkpoint_mb": round(size / 2**20, 1), "checkpoints": len(stalls) + 1,
+            "stall_s_median": round(statistics.median(stalls), 3), "stall_s_max": round(max(stalls), 3),
+            "images_per_s": round(final["images_per_s"], 1), "run_wall_s": round(wall, 1)}
 
 
 def bench_ray(steps: int) -> dict[str, Any]:
@@ -53,13 +78,15 @@ def bench_ray(steps: int) -> dict[str, Any]:
         say(f"  worker data read: {result['worker_data_read']}")
 
         say(f"  local loop, {steps} steps")
-        local = train_loop(cfg.to_dict(), LocalSession(os.path.join(tmp, "local"), "cpu", keep=1))
+        local = train_loop(cfg, LocalSession(os.path.join(tmp, "local"), "cpu", keep=1))
         say(f"  Ray Train, 1 worker, {steps} steps")
         t = time.perf_counter()
         # One worker given every core, as the local loop has (Ray sets a worker's threads to its CPUs).
         remote = fit(cfg.replace(out="s3://bench/runs/overhead",
                                  ray=RayConfig(num_workers=1, cpus_per_worker=os.cpu_count(), max_failures=0)))
         wall = time.perf_counter() - t
+        result["checkpoint_stall"] = {mode: bench_checkpoint_stall(cfg, mode, steps) for mode in ("sync", "async")}
+        say(f"  checkpoint stall: {result['checkpoint_stall']}")
         ray.shutdown()
     result.update({
         "config": {**PAPER, "batch_size": BATCH, "steps": steps},

@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from draw_service.storage import DEFAULT_REGION
+
 
 def _free(port: int) -> bool:
     with socket.socket() as s:
@@ -69,7 +71,7 @@ class SeaweedS3:
     @property
     def env(self) -> dict[str, str]:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": DEFAULT_REGION}
 
     def start(self) -> SeaweedS3:
         """Start the server; after `kill()`, start it again on the same ports with the same data."""
@@ -100,7 +102,7 @@ class SeaweedS3:
         from botocore.config import Config
 
         client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                              aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                              aws_secret_access_key=self.secret_key, region_name=DEFAULT_REGION,
                               config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
         deadline = time.monotonic() + self.startup_timeout
         while True:  # the server answers a few seconds after start

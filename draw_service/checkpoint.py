@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import storage
+from .errors import UserError
 from .model import DRAW, DRAWConfig, ImageShape
 from .run_dir import RunDir
 
@@ -26,7 +27,7 @@ VERSION = 2  # 2: the architecture and the image shape are stored apart (1 kept 
 FILENAME = "checkpoint.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, corrupt or not ours; the message names it."""
 
 
@@ -68,14 +69,14 @@ def save(state: dict[str, Any], folder_uri: str | storage.Location) -> str:
     return loc.uri
 
 
-def complete(run: RunDir) -> list[storage.Location]:
+def complete_folders(run: RunDir) -> list[storage.Location]:
     """The run's checkpoint folders that hold a checkpoint file, newest first."""
     return [folder for _, folder in reversed(run.checkpoints()) if storage.exists(folder.join(FILENAME))]
 
 
 def latest(run: RunDir) -> str | None:
     """The URI of the run's newest complete checkpoint folder, or None."""
-    found = complete(run)
+    found = complete_folders(run)
     return found[0].uri if found else None
 
 
@@ -85,7 +86,7 @@ def load_latest(run: RunDir) -> tuple[dict[str, Any], str] | None:
     An unreadable newest checkpoint (a kill mid-write, a truncated upload, a 0-byte file) is passed over
     with a warning for the one before it: a run never restarts from zero while a good checkpoint exists,
     and is refused, not restarted, when none of its checkpoints can be read."""
-    found = complete(run)
+    found = complete_folders(run)
     problems = []
     for folder in found:
         try:

@@ -21,9 +21,9 @@ from .settings import Settings, option
 STAGES = 6
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig(Settings):
-    what = "demo"
+    component = "demo"
 
     out: str = option("demo-out", help="output folder: pictures, the local store, the search")
     trials: int = option(4, min=1, help="trials in the search")
@@ -52,71 +52,19 @@ class Progress:
 
 
 def run(opts: DemoConfig) -> dict[str, Any]:
-    import requests
-
-    from . import checkpoint, storage
-    from .data import shards
-    from .data.config import DataConfig
-    from .data.sources import data_root
-    from .data.worker import load_worker_data
+    """The six stages, one function each."""
     from .ray_cluster import connect
-    from .serve.config import ServeConfig, ServeSettings
-    from .serve.launch import deploy
-    from .tracking import TrackingConfig
-    from .train.config import RayConfig, TrainConfig
-    from .train.evaluate import bound_sums, bounds_from_sums
-    from .tune.config import SearchConfig
-    from .tune.search import run_search
 
     p = Progress()
     out = Path(opts.out).resolve()
-    store = out / "store"
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-
-    p.stage(1, f"Preparing MNIST (from {data_root()}) into Parquet shards in {store}/datasets/mnist")
-    dataset = str(store / "datasets" / "mnist")
-    manifest = shards.prepare_source("mnist", dataset, progress=True)
-    p.note(shards.describe(manifest, dataset))
-
+    dataset = prepare(p, out / "store")
     p.stage(2, f"Starting a local Ray cluster ({os.cpu_count()} CPUs)")
     connect()
-
-    search_dir = store / "demo-search"
-    if search_dir.exists():
-        p.note(f"removing the previous demo search in {search_dir}")
-        storage.delete(str(search_dir))
-    p.stage(3, f"Searching: {opts.trials} trials of up to {opts.steps} steps, {opts.concurrent} at a time, "
-               f"ASHA stopping the weak ones at each evaluation (every {opts.eval_every} steps)")
-    base = TrainConfig(data=DataConfig(dataset=dataset, validation_stride=10, test_limit=1000),
-                       tracking=TrackingConfig(wandb=opts.wandb, media_every=opts.steps),
-                       ray=RayConfig(num_workers=1, max_failures=1), out=str(search_dir), batch_size=opts.batch_size,
-                       steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, quiet=True)
-    best = run_search(SearchConfig(base=base, space="mnist-demo", trials=opts.trials, max_concurrent=opts.concurrent,
-                                   algorithm="optuna"))
-    p.note(f"best trial {best['trial_id']}: validation NLL bound {best['nll_bound']:.2f} nats "
-           f"({best['bits_per_dim']:.4f} bits/dim), {best['checkpoint']}")
-
-    p.stage(4, "Evaluating the best checkpoint on the MNIST test set (binarised, 10,000 images)")
-    model, _ = checkpoint.load_model(best["checkpoint"])
-    test = load_worker_data(DataConfig(dataset=dataset)).eval  # from the prepared shards, binarised once
-    bound = bounds_from_sums(bound_sums(model, test, batch_size=1000))
-    p.note(f"test NLL bound {bound['nll_bound']:.2f} nats per image "
-           f"(recon {bound['recon']:.2f} + KL {bound['kl']:.2f})")
-
-    p.stage(5, "Serving the best checkpoint with Ray Serve and asking it for pictures over HTTP")
-    url = deploy(ServeConfig(best=best["best_record"], port=opts.port,
-                             settings=ServeSettings(max_batch_size=16, batch_wait_timeout_s=0.01)))
-    grid = requests.post(f"{url}/sample", json={"n": 64, "seed": 0}, headers={"Accept": "image/png"}, timeout=120)
-    grid.raise_for_status()
-    (out / "samples.png").write_bytes(grid.content)
-    gif = requests.post(f"{url}/animate", json={"n": 16, "seed": 0}, timeout=120)
-    gif.raise_for_status()
-    (out / "drawing.gif").write_bytes(gif.content)
-    info = requests.get(f"{url}/info", timeout=30).json()
-    p.note(f"{url}/sample -> {out / 'samples.png'}")
-    p.note(f"{url}/animate -> {out / 'drawing.gif'}")
-
+    best = search(p, opts, dataset, out / "store" / "demo-search")
+    bound = evaluate_best(p, best, dataset)
+    url, info = serve_and_fetch(p, opts, best, out)
     summary = {
         "best_trial": best["trial_id"], "validation_nll_bound": round(best["nll_bound"], 2),
         "test_nll_bound": round(bound["nll_bound"], 2), "model": info["model"], "checkpoint": best["checkpoint"],
@@ -139,6 +87,80 @@ def run(opts: DemoConfig) -> dict[str, Any]:
     serve.shutdown()
     ray.shutdown()
     return summary
+
+
+def prepare(p: Progress, store: Path) -> str:
+    """Stage 1: MNIST as Parquet shards in the local store; returns the prepared dataset's folder."""
+    from .data import shards
+    from .data.sources import data_root
+
+    p.stage(1, f"Preparing MNIST (from {data_root()}) into Parquet shards in {store}/datasets/mnist")
+    dataset = str(store / "datasets" / "mnist")
+    manifest = shards.prepare_source("mnist", dataset, progress=True)
+    p.note(shards.describe(manifest, dataset))
+    return dataset
+
+
+def search(p: Progress, opts: DemoConfig, dataset: str, search_dir: Path) -> dict[str, Any]:
+    """Stage 3: the search, afresh; returns its best record."""
+    from . import storage
+    from .data.config import DataConfig
+    from .tracking import TrackingConfig
+    from .train.config import RayConfig, TrainConfig
+    from .tune.config import SearchConfig
+    from .tune.search import run_search
+
+    if search_dir.exists():
+        p.note(f"removing the previous demo search in {search_dir}")
+        storage.delete(str(search_dir))
+    p.stage(3, f"Searching: {opts.trials} trials of up to {opts.steps} steps, {opts.concurrent} at a time, "
+               f"ASHA stopping the weak ones at each evaluation (every {opts.eval_every} steps)")
+    base = TrainConfig(data=DataConfig(dataset=dataset, validation_stride=10, test_limit=1000),
+                       tracking=TrackingConfig(wandb=opts.wandb, media_every=opts.steps),
+                       ray=RayConfig(num_workers=1, max_failures=1), out=str(search_dir), batch_size=opts.batch_size,
+                       steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, quiet=True)
+    best = run_search(SearchConfig(base=base, space="mnist-demo", trials=opts.trials, max_concurrent=opts.concurrent,
+                                   algorithm="optuna"))
+    p.note(f"best trial {best['trial_id']}: validation NLL bound {best['nll_bound']:.2f} nats "
+           f"({best['bits_per_dim']:.4f} bits/dim), {best['checkpoint']}")
+    return best
+
+
+def evaluate_best(p: Progress, best: dict[str, Any], dataset: str) -> dict[str, float]:
+    """Stage 4: the best checkpoint's bound on the test split, read through the product's own data path."""
+    from . import checkpoint
+    from .data.config import DataConfig
+    from .data.worker import load_worker_data
+    from .train.evaluate import bound_sums, bounds_from_sums
+
+    p.stage(4, "Evaluating the best checkpoint on the MNIST test set (binarised, 10,000 images)")
+    model, _ = checkpoint.load_model(best["checkpoint"])
+    test = load_worker_data(DataConfig(dataset=dataset)).eval  # from the prepared shards, binarised once
+    bound = bounds_from_sums(bound_sums(model, test, batch_size=1000))
+    p.note(f"test NLL bound {bound['nll_bound']:.2f} nats per image "
+           f"(recon {bound['recon']:.2f} + KL {bound['kl']:.2f})")
+    return bound
+
+
+def serve_and_fetch(p: Progress, opts: DemoConfig, best: dict[str, Any], out: Path) -> tuple[str, dict[str, Any]]:
+    """Stage 5: the best checkpoint served; a sample grid and a drawing fetched over HTTP into `out`."""
+    import requests
+
+    from .serve.config import ServeConfig, ServeSettings
+    from .serve.launch import deploy
+
+    p.stage(5, "Serving the best checkpoint with Ray Serve and asking it for pictures over HTTP")
+    url = deploy(ServeConfig(best=best["best_record"], port=opts.port,
+                             settings=ServeSettings(max_batch_size=16, batch_wait_timeout_s=0.01)))
+    grid = requests.post(f"{url}/sample", json={"n": 64, "seed": 0}, headers={"Accept": "image/png"}, timeout=120)
+    grid.raise_for_status()
+    (out / "samples.png").write_bytes(grid.content)
+    gif = requests.post(f"{url}/animate", json={"n": 16, "seed": 0}, timeout=120)
+    gif.raise_for_status()
+    (out / "drawing.gif").write_bytes(gif.content)
+    p.note(f"{url}/sample -> {out / 'samples.png'}")
+    p.note(f"{url}/animate -> {out / 'drawing.gif'}")
+    return url, requests.get(f"{url}/info", timeout=30).json()
 
 
 def demo_command(opts: DemoConfig) -> None:

@@ -20,9 +20,9 @@ from .settings import Settings, option, require, to_argv
 CARD = "model.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportConfig(Settings):
-    what = "export"
+    component = "export"
 
     checkpoint: str | None = option(None, required=True, help="the trained checkpoint (folder or file, local or "
                                                                "s3://)")
@@ -30,13 +30,16 @@ class ExportConfig(Settings):
     note: str | None = option(None, help="a line for the card: where and why it was trained")
 
 
-def card(state: dict[str, Any], source: str, note: str | None = None) -> dict[str, Any]:
-    """The model card of a checkpoint: everything a newcomer asks of a shipped model."""
+def card(state: dict[str, Any], source: str, note: str | None = None, name: str = "model") -> dict[str, Any]:
+    """The model card of a checkpoint: everything a newcomer asks of a shipped model. Its `train_command`
+    trains it again from a fresh clone: the run's folder becomes `runs/<name>` (the folder it was trained in
+    may be a machine's temporary one)."""
     from .train.config import TrainConfig
 
     train = state.get("train_config") or {}
     try:
-        command = "draw-service train " + shlex.join(to_argv(TrainConfig.from_dict(train)))
+        again = TrainConfig.from_dict(train).replace(out=f"runs/{name}", resume=False)
+        command = "draw-service train " + shlex.join(to_argv(again))
     except (ValueError, TypeError) as err:  # a checkpoint of an older build: say so rather than guess
         command = f"(not reconstructible: {err})"
     metrics = state.get("metrics") or {}
@@ -56,7 +59,7 @@ def export_command(cfg: ExportConfig) -> dict[str, Any]:
     checkpoint.model_from_state(state, cfg.checkpoint)  # refuse to ship weights that do not load
     out = storage.resolve(cfg.out)
     checkpoint.export_weights(state, out)
-    info = card(state, cfg.checkpoint, cfg.note)
+    info = card(state, cfg.checkpoint, cfg.note, name=out.name)
     storage.write_bytes(out.join(CARD), (json.dumps(info, indent=2) + "\n").encode())
     size = len(storage.read_bytes(out.join(checkpoint.FILENAME)))
     return {"model": out.uri, "checkpoint_bytes": size, **{k: info[k] for k in ("metrics", "train_command")}}

@@ -72,6 +72,10 @@ class RunDir:
     def metrics_file(self, step: int) -> storage.Location:
         return self.metrics.join(f"{step:07d}.json")
 
+    def write_metrics(self, metrics: dict) -> None:
+        """A report's metrics, as `metrics/<step>.json`."""
+        storage.write_bytes(self.metrics_file(int(metrics["step"])), json.dumps(metrics).encode())
+
     def reported_bound(self, step: int) -> float | None:
         """The evaluated bound reported at `step` (what checkpoint retention ranks by), or None."""
         try:

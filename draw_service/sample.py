@@ -9,9 +9,9 @@ from typing import Any
 from .settings import Settings, option, require
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampleConfig(Settings):
-    what = "sample"
+    component = "sample"
 
     checkpoint: str | None = option(None, required=True, help="checkpoint folder or file, local or s3://")
     n: int = option(64, min=1, flag="-n", help="how many images")

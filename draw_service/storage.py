@@ -20,12 +20,14 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"  # in the name of a file being written; one left behind is a write that was killed
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """Storage cannot be used; the message names the URI and the reason."""
 
 
@@ -49,12 +51,36 @@ class Location:
         return posixpath.basename(self.path.rstrip("/"))
 
 
-def _endpoint() -> tuple[str | None, str | None]:
+DEFAULT_REGION = "us-east-1"  # the AWS SDKs' own default, where neither AWS_REGION nor AWS_DEFAULT_REGION is set
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where S3 requests go: `host` (host:port) and `scheme` of a custom endpoint (None: AWS itself), and the
+    region."""
+
+    host: str | None
+    scheme: str
+    region: str
+
+    @property
+    def url(self) -> str | None:
+        return f"{self.scheme}://{self.host}" if self.host else None
+
+    def __str__(self) -> str:  # how messages name it
+        return self.url or "AWS S3"
+
+
+def s3_endpoint() -> S3Endpoint:
+    """The S3 endpoint and region from the standard AWS variables (`AWS_ENDPOINT_URL_S3` before
+    `AWS_ENDPOINT_URL`, `AWS_REGION` before `AWS_DEFAULT_REGION`, as the AWS SDKs read them): the one place
+    this package reads them."""
     url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     if not url:
-        return None, None
+        return S3Endpoint(None, "https", region)
     parsed = urlparse(url if "://" in url else f"https://{url}")
-    return parsed.netloc, parsed.scheme
+    return S3Endpoint(parsed.netloc, parsed.scheme, region)
 
 
 @lru_cache(maxsize=8)
@@ -69,12 +95,11 @@ def _s3(endpoint: str | None, scheme: str | None, region: str | None, _credentia
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
-    endpoint, scheme = _endpoint()
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = s3_endpoint()
     # Keyed by a hash of the credentials in the environment, so a change of keys gets a fresh client.
     credentials = hash((os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
                         os.environ.get("AWS_SESSION_TOKEN"), os.environ.get("AWS_PROFILE")))
-    return _s3(endpoint, scheme, region, credentials)
+    return _s3(endpoint.host, endpoint.scheme, endpoint.region, credentials)
 
 
 def is_local(uri: str) -> bool:
@@ -106,7 +131,7 @@ def absolute(uri: str) -> str:
 def _wrap(loc: Location, what: str, err: Exception, attempts: int = 1) -> StorageError:
     text = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
     if loc.is_s3 and any(code in str(err) for code in _DENIED):
-        return _refused(loc, os.environ.get("AWS_ENDPOINT_URL", "AWS S3"), f"{what} was refused")
+        return _refused(loc, f"{what} was refused")
     tries = f" (after {attempts} attempts)" if attempts > 1 else ""
     return StorageError(f"{what} {loc.uri} failed{tries}: {type(err).__name__}: {text}")
 
@@ -241,7 +266,7 @@ def check_access(uri: str | Location, write: bool = True) -> Location:
             loc.fs.delete_file(probe.path)
         except (OSError, StorageError) as err:
             if loc.is_s3 and ("was refused" in str(err) or any(code in str(err) for code in _DENIED)):
-                raise _refused(loc, os.environ.get("AWS_ENDPOINT_URL", "AWS S3"), "writing was refused") from err
+                raise _refused(loc, "writing was refused") from err
             raise StorageError(f"cannot write to {loc.uri}: {err}") from err
     return loc
 
@@ -250,12 +275,10 @@ def boto3_client():
     import boto3
     from botocore.config import Config
 
-    endpoint, scheme = _endpoint()
+    endpoint = s3_endpoint()
     # A session of its own: boto3's default one keeps the first credentials it found for the process.
     return boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"{scheme}://{endpoint}" if endpoint else None,
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "s3", endpoint_url=endpoint.url, region_name=endpoint.region,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
     )
 
@@ -264,8 +287,8 @@ _DENIED = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
            "SIGNATURE_DOES_NOT_MATCH", "ACCESS_DENIED", "INVALID_ACCESS_KEY_ID")
 
 
-def _refused(loc: Location, endpoint: str, detail: str) -> StorageError:
-    return StorageError(f"access to {loc.uri} was refused at {endpoint} ({detail}): check AWS_ACCESS_KEY_ID and "
+def _refused(loc: Location, detail: str) -> StorageError:
+    return StorageError(f"access to {loc.uri} was refused at {s3_endpoint()} ({detail}): check AWS_ACCESS_KEY_ID and "
                         f"AWS_SECRET_ACCESS_KEY and the bucket's permissions")
 
 
@@ -273,7 +296,7 @@ def _check_bucket(loc: Location) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     bucket, _, prefix = loc.path.partition("/")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    endpoint = s3_endpoint()
     try:
         # A signed listing: answers "no such bucket" and "bad credentials" apart, unlike an anonymous HEAD.
         boto3_client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
@@ -286,7 +309,7 @@ def _check_bucket(loc: Location) -> None:
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise StorageError(f"the bucket {bucket!r} of {loc.uri} does not exist at {endpoint}") from err
         if code in _DENIED:
-            raise _refused(loc, endpoint, code) from err
+            raise _refused(loc, code) from err
         raise StorageError(f"S3 refused {loc.uri} at {endpoint}: {err}") from err
     except BotoCoreError as err:
         raise StorageError(f"cannot use {loc.uri} at {endpoint}: {err}") from err

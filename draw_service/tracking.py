@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingConfig(Settings):
-    what = "tracking"
+    component = "tracking"
 
     wandb: bool = option(True, help="log to Weights & Biases, offline files unless WANDB_MODE says otherwise")
     wandb_project: str = option("draw-service", help="the W&B project")
@@ -53,11 +53,11 @@ class Tracker:
     files are written on this machine and copied into `<out>/wandb/` after every report (once W&B has
     written it) and at the end, so they outlive the pod."""
 
-    def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], run: RunDir):
+    def __init__(self, cfg: TrackingConfig, run_config: dict[str, Any], run_dir: RunDir):
         self.cfg = cfg
-        self.out = run
-        self.run = None
-        self.folder = run.wandb_local_dir()
+        self.run_dir = run_dir
+        self.wandb_run = None
+        self.folder = run_dir.wandb_local_dir()
         self._copied: dict[str, tuple[int, int]] = {}  # W&B files already in storage: (size, mtime_ns)
         if cfg.wandb:
             import wandb
@@ -65,19 +65,19 @@ class Tracker:
             # Online when a key is there (a Kubernetes Secret, `wandb login`), offline files otherwise.
             mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.run = wandb.init(
-                project=cfg.wandb_project, group=cfg.group, name=cfg.run_name or run.name, config=run_config,
-                dir=str(self.folder), mode=mode, id=stable_run_id(self.out.uri), resume="allow",
+            self.wandb_run = wandb.init(
+                project=cfg.wandb_project, group=cfg.group, name=cfg.run_name or run_dir.name, config=run_config,
+                dir=str(self.folder), mode=mode, id=stable_run_id(self.run_dir.uri), resume="allow",
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
                                         x_transaction_log_flush_interval=1.0),
             )
-            self.run.summary["out"] = self.out.uri
-            log.info("W&B run %s (%s) in %s", self.run.id, mode, self.run.dir)
+            self.wandb_run.summary["out"] = self.run_dir.uri
+            log.info("W&B run %s (%s) in %s", self.wandb_run.id, mode, self.wandb_run.dir)
 
     def log(self, metrics: dict[str, Any], step: int, commit: bool = True) -> None:
         """Values at `step`; `commit=False` when more for the same step follows (W&B drops a second commit)."""
-        if self.run is not None:
-            self.run.log(metrics, step=step, commit=commit)
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=step, commit=commit)
 
     def log_report(self, metrics: dict[str, Any], step: int, media: tuple[Image.Image, bytes] | None) -> None:
         """A report: its metrics and, when given, a sample grid and a drawing GIF (also written to `<out>/media`)."""
@@ -86,9 +86,9 @@ class Tracker:
             from .viz import png_bytes
 
             grid, gif = media
-            storage.write_bytes(self.out.media.join(f"samples_{step:07d}.png"), png_bytes(grid))
-            storage.write_bytes(self.out.media.join(f"drawing_{step:07d}.gif"), gif)
-            if self.run is not None:
+            storage.write_bytes(self.run_dir.media.join(f"samples_{step:07d}.png"), png_bytes(grid))
+            storage.write_bytes(self.run_dir.media.join(f"drawing_{step:07d}.gif"), gif)
+            if self.wandb_run is not None:
                 import wandb
 
                 values.update({"samples": wandb.Image(grid, caption=f"step {step}"),
@@ -97,9 +97,9 @@ class Tracker:
         self.persist(wait_for_step=step)
 
     def summary(self, values: dict[str, Any]) -> None:
-        if self.run is not None:
+        if self.wandb_run is not None:
             for k, v in values.items():
-                self.run.summary[k] = v
+                self.wandb_run.summary[k] = v
 
     def persist(self, wait_for_step: int | None = None, wait_s: float = 30.0) -> None:
         """A run on S3: copy its W&B files that changed from this machine into `<out>/wandb/`.
@@ -107,10 +107,10 @@ class Tracker:
         After a report, first wait (up to `wait_s`) until W&B has put that step's row into its transaction
         log: a trial that ASHA stops next may never get another chance to copy it. The file growing is not
         enough: on a busy machine it grows by the run's earlier records first."""
-        if self.run is None or not self.out.loc.is_s3:
+        if self.wandb_run is None or not self.run_dir.loc.is_s3:
             return
         if wait_for_step is not None:
-            log_file = Path(self.run.settings.sync_file)
+            log_file = Path(self.wandb_run.settings.sync_file)
             deadline = time.monotonic() + wait_s
             while wait_for_step not in wandb_file.history_steps(log_file):
                 if time.monotonic() > deadline:
@@ -127,13 +127,13 @@ class Tracker:
             if self._copied.get(rel) == seen:
                 continue  # pictures and logs of earlier reports are not uploaded again
             try:
-                storage.write_bytes(self.out.wandb.join(rel), path.read_bytes())
+                storage.write_bytes(self.run_dir.wandb.join(rel), path.read_bytes())
                 self._copied[rel] = seen
             except (OSError, storage.StorageError) as err:  # a file W&B is rewriting: the next copy has it
                 log.debug("W&B file %s not copied this time: %s", rel, err)
 
     def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
             self.persist()
-            self.run = None
+            self.wandb_run = None

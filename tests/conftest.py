@@ -52,23 +52,48 @@ def serve_token():
     return SERVE_TOKEN
 
 
+_NODES: dict = {}  # the session cluster's ray.cluster_utils.Cluster, for tests that add and remove nodes
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3):
-    """One local Ray cluster for the whole session: 4 logical CPUs, a small object store. Its processes have
-    the S3 credentials and a Serve bearer token in their environment, as a cluster's nodes have them from a
-    Secret."""
+    """One local Ray cluster for the whole session: a head node of 4 logical CPUs and a small object store,
+    started with `ray.cluster_utils.Cluster` so that tests about nodes can add and remove real raylets
+    (the `node_pool` fixture). Its processes have the S3 credentials and a Serve bearer token in their
+    environment, as a cluster's nodes have them from a Secret."""
     import ray
+    from ray.cluster_utils import Cluster
 
     os.environ.pop("RAY_ADDRESS", None)
     os.environ["DRAW_SERVE_TOKEN"] = SERVE_TOKEN
-    ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=True,
-             log_to_driver=False)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 4, "object_store_memory": 200 * 1024**2, "include_dashboard": True})
+    ray.init(address=cluster.address, log_to_driver=False)
     point_ray_address_file_here()
+    _NODES["cluster"] = cluster
     yield ray
     ray.shutdown()
+    cluster.shutdown()
     from ray._private.utils import get_ray_address_file
 
     Path(get_ray_address_file(None)).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes(ray_cluster):
+    """The session cluster as `ray.cluster_utils.Cluster`: `add_node`, `remove_node`."""
+    return _NODES["cluster"]
+
+
+@pytest.fixture
+def node_pool(cluster_nodes):
+    """Nodes the test adds (`.add()`) and takes away (`.remove(node)`); whatever is left is removed after."""
+    from ray_runs import NodePool
+
+    pool = NodePool(cluster_nodes)
+    yield pool
+    pool.remove_all()
+    point_ray_address_file_here()
 
 
 def point_ray_address_file_here() -> None:

@@ -48,19 +48,18 @@ class BatchStream:
     uninterrupted run would have seen.
     """
 
-    def __init__(self, images: np.ndarray | Tensor, batch_size: int, seed: int = 0, binarize: bool = False,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, images: np.ndarray | Tensor, batch_size: int, seed: int = 0, binarize: bool = False):
         self.images = torch.as_tensor(images)  # (N, C, H, W) uint8, kept on the CPU
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if len(self.images) < batch_size:
             raise ValueError(f"this worker holds {len(self.images)} images, fewer than one batch of {batch_size}")
-        self.batch_size, self.seed, self.binarize, self.device = batch_size, seed, binarize, torch.device(device)
+        self.batch_size, self.seed, self.binarize = batch_size, seed, binarize
         self.steps_per_epoch = len(self.images) // batch_size
         self._epoch, self._order = -1, None
 
     def batch(self, step: int) -> Tensor:
-        """The float batch `(batch_size, C, H, W)` in [0, 1] for a global step."""
+        """The float batch `(batch_size, C, H, W)` in [0, 1] for a global step, on the CPU (the loop moves it)."""
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -70,13 +69,7 @@ class BatchStream:
         if self.binarize:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * step + 1)
             x = torch.bernoulli(x, generator=g)
-        return x.to(self.device, non_blocking=True)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        step = 0
-        while True:
-            yield self.batch(step)
-            step += 1
+        return x
 
 
 def eval_batches(images: np.ndarray | Tensor, batch_size: int, device: torch.device | str = "cpu") -> Iterator[Tensor]:

@@ -10,9 +10,9 @@ DATASET_HELP = ("mnist, fashion_mnist, svhn, cifar10, a keras-style .npz file, a
                 "prepared dataset (a folder or s3://bucket/prefix)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig(Settings):
-    what = "data"
+    component = "data"
 
     dataset: str = option("mnist", help=DATASET_HELP)
     binarize: bool | None = option(None, help="binarise pixels (default: yes for mnist, as in the paper; no "
@@ -25,7 +25,7 @@ class DataConfig(Settings):
                                                    "evaluate on it instead of the test split, as a search must; "
                                                    "0 evaluates on the test split")
 
-    def pinned(self) -> DataConfig:
+    def with_absolute_paths(self) -> DataConfig:
         """The same data for a process that runs elsewhere: a local dataset path made absolute; names stay."""
         from .. import storage
         from .sources import NAMES
@@ -33,9 +33,9 @@ class DataConfig(Settings):
         return self if self.dataset in NAMES else self.replace(dataset=storage.absolute(self.dataset))
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrepareConfig(Settings):
-    what = "prepare"
+    component = "prepare"
 
     dataset: str = option("mnist", help="the source: mnist, fashion_mnist, svhn, cifar10, a .npz file or an "
                                         "image folder")

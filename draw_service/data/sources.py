@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "DRAW_DATA_ROOT"
@@ -24,7 +26,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 FOLDER_TEST_FRACTION = 0.1  # an image folder has no test split: a seeded 10% of its images is held out
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset cannot be found, downloaded or read; the message says what to do."""
 
 

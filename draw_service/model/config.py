@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..settings import Settings, option
+from .likelihood import NAMES, canvas_channels
 
-LIKELIHOODS = ("auto", "bernoulli", "logistic")
+LIKELIHOODS = ("auto", *NAMES)
+EIGHT_BIT = "logistic-mixture"  # what auto picks for 8-bit data: the best of the probes (README, "Colour")
 
 
 class ImageShape(NamedTuple):
@@ -30,7 +32,7 @@ class DRAWConfig(Settings):
     Defaults are the paper's binarised-MNIST model with attention (table 3).
     """
 
-    what = "DRAW model"
+    component = "DRAW model"
 
     T: int = option(64, min=1, help="drawing steps")
     enc_size: int = option(256, min=1, help="encoder LSTM units")
@@ -42,15 +44,19 @@ class DRAWConfig(Settings):
     write_n: int = option(5, min=1, help="write patch N×N (attention)")
     # The network's own default is the paper's; a training run's is "auto" (train/config.py), settled by the data.
     likelihood: str = option("bernoulli", choices=LIKELIHOODS,
-                             help="p(x | canvas): bernoulli (the paper's, for binary pixels) or logistic (a "
-                                  "discretised logistic per 8-bit sub-pixel, for real likelihoods in bits/dim); "
-                                  "auto picks bernoulli for binarised data and logistic otherwise")
+                             help="p(x | canvas): bernoulli (the paper's, for binary pixels); for 8-bit pixels, "
+                                  "in bits/dim, a discretised logistic with a learned scale per sub-pixel "
+                                  "(logistic), with the scale drawn on the canvas too (logistic-scale), or a "
+                                  "mixture of --mixtures logistics with PixelCNN++'s colour coupling "
+                                  "(logistic-mixture); auto picks bernoulli for binarised data and "
+                                  f"{EIGHT_BIT} otherwise")
+    mixtures: int = option(5, min=1, help="logistic-mixture: components K per pixel")
 
     def for_data(self, binarized: bool) -> DRAWConfig:
         """The architecture with `likelihood` settled for the data: what a checkpoint records."""
         if self.likelihood != "auto":
             return self
-        return self.replace(likelihood="bernoulli" if binarized else "logistic")
+        return self.replace(likelihood="bernoulli" if binarized else EIGHT_BIT)
 
     def check_fits(self, shape: tuple[int, int, int]) -> None:
         """Attention patches must fit the image `(C, H, W)` they read and write."""
@@ -66,8 +72,15 @@ class DRAWConfig(Settings):
         n2 = self.read_n**2 if self.attention else shape.height * shape.width
         return 2 * shape.channels * n2
 
+    def canvas_channels(self, shape: tuple[int, int, int]) -> int:
+        """Channels P of the canvas c_t: what the likelihood needs per pixel (C for bernoulli and logistic)."""
+        if self.likelihood == "auto":
+            raise ValueError("the canvas depends on the likelihood: settle 'auto' for the data with for_data")
+        return canvas_channels(self.likelihood, ImageShape(*shape).channels, self.mixtures)
+
     def write_size(self, shape: tuple[int, int, int]) -> int:
-        """Values the decoder emits per step to write: C·N² with attention (the patch), C·H·W without."""
+        """Values the decoder emits per step to write: P·N² with attention (the patch), P·H·W without, for
+        the P canvas channels."""
         shape = ImageShape(*shape)
         n2 = self.write_n**2 if self.attention else shape.height * shape.width
-        return shape.channels * n2
+        return self.canvas_channels(shape) * n2

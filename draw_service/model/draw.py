@@ -8,7 +8,9 @@
     c_t = c_{t−1} + write(h^dec_t)
 
 Loss per image, in nats: −log p(x | c_T) + Σ_t KL(Q(z_t|h^enc_t) ‖ N(0, I)), where p is the paper's
-Bernoulli or a discretised logistic for 8-bit images (`likelihood.py`).
+Bernoulli or, for 8-bit images, a discretised logistic or a mixture of them (`likelihood.py`). The canvas
+carries what p needs per pixel (P channels; C for the paper's), and σ(c) above is the image it shows,
+`likelihood.mean`.
 
 Speed without changing the equations: every linear map of h^dec_t (the write, the next step's read
 window, the encoder's input from h^dec and the decoder's own recurrence) is one fused matrix, and
@@ -16,7 +18,7 @@ likewise every map of h^enc_t, so each step runs two big matrix products instead
 ones. Without attention the read [x, x̂] is linear in x, so x's share of the encoder input is
 computed once rather than T times. `compile_step` hands blocks of steps to torch.compile, which fuses
 their pointwise work. `reference.py` holds the straightforward version and
-`tests/test_equivalence.py` checks that both give the same numbers.
+`tests/unit/test_equivalence.py` checks that both give the same numbers.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ N_ATTN = 5  # g̃_X, g̃_Y, log σ², log δ̃, log γ
 class DrawingRecord:
     """The drawing step by step, for animations: canvases σ(c_t) and attention windows (fields `(T, B)`)."""
 
-    canvases: Tensor  # (T, B, C, H, W) in [0, 1]
+    canvases: Tensor  # (T, B, C, H, W) in [0, 1]: the image each canvas shows
     write_windows: Window | None
     read_windows: Window | None
 
@@ -48,7 +50,7 @@ class DrawingRecord:
 class DRAWOutput:
     recon: Tensor  # (B,) −log p(x | c_T), nats
     kl: Tensor  # (B,) Σ_t KL(Q(z_t) ‖ N(0, I)), nats
-    canvas: Tensor  # (B, C, H, W) final canvas logits c_T
+    canvas: Tensor  # (B, P, H, W) the final canvas c_T, P channels as the likelihood lays them out
     mu: Tensor  # (T, B, z)
     log_sigma: Tensor  # (T, B, z)
     eps: Tensor  # (T, B, z) the standard-normal noise behind z_t = μ_t + σ_t ε_t
@@ -92,21 +94,23 @@ class DRAW(nn.Module):
       dec_in    z_t → decoder gates                          (4·dec, z), no bias
       dec_proj  h^dec_t → [write | decoder recurrence | read window | encoder input]
                 (write_size + 5·att + 4·dec + 5·att + 4·enc, dec)
-      log_scale the logistic likelihood's per-sub-pixel log s  (C, H, W), only with likelihood "logistic"
+      log_scale the logistic likelihoods' learned per-sub-pixel log s (offset)  (C or K·C, H, W), not with bernoulli
     The first two blocks of dec_proj are contiguous so generation, which needs only them, uses a view.
     LSTM gates are ordered [i, f, o, g].
     """
 
     def __init__(self, config: DRAWConfig, image_shape: tuple[int, int, int]):
         super().__init__()
-        if config.likelihood not in ("bernoulli", "logistic"):
-            raise ValueError(f"a DRAW network needs likelihood bernoulli or logistic, got {config.likelihood!r} "
-                             f"(settle 'auto' for the data with DRAWConfig.for_data)")
-        self.shape = shape = ImageShape(*(int(v) for v in image_shape))
+        if config.likelihood not in likelihood.NAMES:
+            raise ValueError(f"a DRAW network needs likelihood {', '.join(likelihood.NAMES)}, got "
+                             f"{config.likelihood!r} (settle 'auto' for the data with DRAWConfig.for_data)")
+        self.image_shape = shape = ImageShape(*(int(v) for v in image_shape))
         if min(shape) < 1:
             raise ValueError(f"image shape (C, H, W) must be positive, got {tuple(image_shape)}")
         config.check_fits(shape)
         self.config = cfg = config
+        self.likelihood = likelihood.Likelihood(cfg.likelihood, shape.channels, cfg.mixtures)
+        self.canvas_shape = (self.likelihood.canvas_channels, shape.height, shape.width)  # (P, H, W)
         self.read_size, self.write_size = cfg.read_size(shape), cfg.write_size(shape)
         att = N_ATTN if cfg.attention else 0
         self.write_out = self.write_size + att  # the patch (or canvas delta), then the write window
@@ -117,8 +121,9 @@ class DRAW(nn.Module):
         if cfg.attention:
             self.read_grid = FilterGrid(shape.height, shape.width, cfg.read_n)
             self.write_grid = FilterGrid(shape.height, shape.width, cfg.write_n)
-        if cfg.likelihood == "logistic":
-            self.log_scale = nn.Parameter(torch.empty(shape))
+        self.log_scale = None
+        if self.likelihood.scale_channels:
+            self.log_scale = nn.Parameter(torch.empty(self.likelihood.scale_channels, shape.height, shape.width))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -132,18 +137,16 @@ class DRAW(nn.Module):
                 nn.init.uniform_(lin.bias, -bound, bound)
         if self.config.attention:
             self._init_windows()
-        if self.config.likelihood == "logistic":
+        if self.log_scale is not None:
             nn.init.constant_(self.log_scale, likelihood.INIT_LOG_SCALE)
-
-    @property
-    def image_shape(self) -> ImageShape:
-        return self.shape
 
     def nll(self, canvas: Tensor, x: Tensor) -> Tensor:
         """−log p(x | c_T) per image `(B,)`, nats: the reconstruction term of the loss."""
-        if self.config.likelihood == "logistic":
-            return likelihood.logistic_nll(canvas, self.log_scale, x)
-        return likelihood.bernoulli_nll(canvas, x)
+        return self.likelihood.nll(canvas, self.log_scale, x)
+
+    def shows(self, canvas: Tensor) -> Tensor:
+        """The image a canvas `(B, P, H, W)` shows, `(B, C, H, W)` in [0, 1] (σ(c) for the paper's)."""
+        return self.likelihood.mean(canvas)
 
     @torch.no_grad()
     def _init_windows(self) -> None:
@@ -155,7 +158,7 @@ class DRAW(nn.Module):
         glimpses are blurry views of the centre; training moves the windows from there.
         """
         cfg = self.config
-        longest = max(self.shape.height, self.shape.width) - 1
+        longest = max(self.image_shape.height, self.image_shape.width) - 1
         # In dec_proj's output the write window follows the patch; the read window follows the recurrence.
         for first, N in ((self.write_size, cfg.write_n), (self.write_out + 4 * cfg.dec_size, cfg.read_n)):
             stride = 0.6 * longest / max(N - 1, 1)  # pixels between filter centres
@@ -171,7 +174,7 @@ class DRAW(nn.Module):
         return [self.write_out, 4 * cfg.dec_size, N_ATTN if cfg.attention else 0, 4 * cfg.enc_size]
 
     def check_images(self, x: Tensor) -> None:
-        expected = self.shape
+        expected = self.image_shape
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
                 f"DRAW expects images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
@@ -188,15 +191,15 @@ class DRAW(nn.Module):
                              f"got {tuple(eps.shape)}")
 
     def _write(self, out: Tensor) -> tuple[Tensor, Window | None]:
-        """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, C, H, W)` and window."""
+        """The write block of dec_proj's output `(B, write_out)` → canvas increment `(B, P, H, W)` and window."""
         cfg = self.config
         B = out.shape[0]
         if not cfg.attention:
-            return out.view(B, *self.shape), None
+            return out.view(B, *self.canvas_shape), None
         patch, params = out.split([self.write_size, N_ATTN], 1)
         win, Fx, Fy = self.write_grid(params)
         # 1/γ scales the N×N patch rather than the H×W result: the same product, a fraction of the divisions
-        patch = patch.reshape(B, self.shape.channels, cfg.write_n, cfg.write_n) / win.gamma[:, None, None, None]
+        patch = patch.reshape(B, self.canvas_shape[0], cfg.write_n, cfg.write_n) / win.gamma[:, None, None, None]
         return write_patch(patch, Fx, Fy), win
 
     def _step(self, x: Tensor, x_share: Tensor | None, canvas: Tensor, c_enc: Tensor, c_dec: Tensor,
@@ -209,7 +212,7 @@ class DRAW(nn.Module):
         Z, E = cfg.z_size, cfg.enc_size
         w_read = self.enc_in.weight  # (4E, read_size)
         if cfg.attention:
-            x_hat = x - torch.sigmoid(canvas)
+            x_hat = x - self.shows(canvas)
             read_win, Fx, Fy = self.read_grid(hd_read)
             glimpse = read_glimpse(torch.cat([x, x_hat], 1), Fx, Fy)  # (B, 2C, N, N)
             r = glimpse.flatten(1) * read_win.gamma[:, None]  # (B, 2·C·N²)
@@ -217,7 +220,7 @@ class DRAW(nn.Module):
         else:
             read_win = None
             w_xhat = w_read[:, x[0].numel():]
-            enc_gates = torch.addmm(x_share + hd_enc + he_rec, torch.sigmoid(canvas).flatten(1), w_xhat.t(), alpha=-1)
+            enc_gates = torch.addmm(x_share + hd_enc + he_rec, self.shows(canvas).flatten(1), w_xhat.t(), alpha=-1)
         h_enc, c_enc = lstm_update(enc_gates, c_enc)
         mu, log_sigma, he_rec = self.enc_proj(h_enc).split([Z, Z, 4 * E], 1)
         z = torch.addcmul(mu, log_sigma.exp(), eps_t)
@@ -238,7 +241,7 @@ class DRAW(nn.Module):
             mus.append(mu)
             log_sigmas.append(log_sigma)
             if record:
-                records.append((torch.sigmoid(state[0]), read_win, write_win))
+                records.append((self.shows(state[0]), read_win, write_win))
         return tuple(state), torch.stack(mus), torch.stack(log_sigmas), records
 
     def compile_step(self, steps_per_call: int = 8, **options) -> DRAW:
@@ -268,7 +271,7 @@ class DRAW(nn.Module):
         if eps is None:
             eps = torch.randn(T, B, Z, generator=generator, device=x.device, dtype=x.dtype)
 
-        canvas = x.new_zeros(B, *self.shape)  # c_0 (logits)
+        canvas = x.new_zeros(B, *self.canvas_shape)  # c_0
         c_enc = x.new_zeros(B, E)
         c_dec = x.new_zeros(B, D)
         # dec_proj(h^dec_0 = 0) and enc_proj(h^enc_0 = 0) are their biases.
@@ -277,7 +280,7 @@ class DRAW(nn.Module):
         state = (canvas, c_enc, c_dec, hd_dec, hd_read, hd_enc, he_rec)
         x_share = None
         if not cfg.attention:
-            # r = [x, x̂] = [x, x − σ(c)], so W r = (W_x + W_x̂) x − W_x̂ σ(c): x's share is computed once.
+            # r = [x, x̂] = [x, x − mean(c)], so W r = (W_x + W_x̂) x − W_x̂ mean(c): x's share is computed once.
             P = x[0].numel()
             w_read = self.enc_in.weight
             x_share = x.flatten(1) @ (w_read[:, :P] + w_read[:, P:]).t()  # (B, 4E)
@@ -318,7 +321,7 @@ class DRAW(nn.Module):
             delta, write_win = self._write(hd_write)
             canvas = canvas + delta
             if record:
-                records.append((torch.sigmoid(canvas), write_win))
+                records.append((self.shows(canvas), write_win))
         return (canvas, c_dec, hd_dec), records
 
     @torch.no_grad()
@@ -341,32 +344,32 @@ class DRAW(nn.Module):
                                  False)  # (T, n, D): h^dec_1 .. h^dec_T
         writes = F.linear(h_dec, self.dec_proj.weight[: self.write_out], self.dec_proj.bias[: self.write_out])
         # the same numbers whether or not the steps are recorded
-        images = torch.sigmoid(self._canvas_of_writes(writes.flatten(0, 1), T, n))
+        images = self.shows(self._canvas_of_writes(writes.flatten(0, 1), T, n))
         if not record:
             return images, None
-        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, C, H, W)
-        delta = delta.view(T, n, *self.shape)
-        canvases = torch.sigmoid(delta.cumsum(0))  # (T, n, C, H, W): σ(c_t) for every t
+        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, P, H, W)
+        canvases = delta.view(T, n, *self.canvas_shape).cumsum(0)  # (T, n, P, H, W): c_t for every t
+        canvases = self.shows(canvases.flatten(0, 1)).view(T, n, *self.image_shape)
         window = Window(*(f.view(T, n) for f in window)) if window is not None else None
         return images, DrawingRecord(canvases, window, None)
 
     def _canvas_of_writes(self, writes: Tensor, T: int, n: int) -> Tensor:
-        """c_T = Σ_t write(h^dec_t) for every step's write block `(T·n, write_out)` → `(n, C, H, W)`.
+        """c_T = Σ_t write(h^dec_t) for every step's write block `(T·n, write_out)` → `(n, P, H, W)`.
 
         With attention, Σ_t F_Y,tᵀ (w_t/γ_t) F_X,t is one product per image of F_Yᵀ stacked over t, `(H, T·N)`,
         with (w_t/γ_t) F_X,t stacked over t, `(T·N, W)`: one well-shaped product instead of T·n tiny ones
         and no `(T, n, C, H, W)` of per-step increments to sum.
         """
-        cfg, (C, H, W) = self.config, self.shape
+        cfg, (P, H, W) = self.config, self.canvas_shape
         if not cfg.attention:
-            return writes.view(T, n, C, H, W).sum(0)
+            return writes.view(T, n, P, H, W).sum(0)
         N = cfg.write_n
         patch, params = writes.split([self.write_size, N_ATTN], 1)
         win, Fx, Fy = self.write_grid(params)  # Fx (T·n, N, W), Fy (T·n, N, H)
-        patch = patch.reshape(T * n, C, N, N) / win.gamma[:, None, None, None]
-        right = (patch @ Fx[:, None]).view(T, n, C, N, W).permute(1, 2, 0, 3, 4).reshape(n, C, T * N, W)
+        patch = patch.reshape(T * n, P, N, N) / win.gamma[:, None, None, None]
+        right = (patch @ Fx[:, None]).view(T, n, P, N, W).permute(1, 2, 0, 3, 4).reshape(n, P, T * N, W)
         left = Fy.view(T, n, N, H).permute(1, 3, 0, 2).reshape(n, 1, H, T * N)
-        return left @ right  # (n, C, H, W)
+        return left @ right  # (n, P, H, W)
 
     @torch.no_grad()
     def decode_stepwise(self, eps: Tensor, record: bool = False) -> tuple[Tensor, DrawingRecord | None]:
@@ -377,7 +380,7 @@ class DRAW(nn.Module):
         T, n, _ = eps.shape
         # h^dec_0 = 0, so the first decoder recurrence is dec_proj's bias.
         hd_dec = self.dec_proj.bias[self.write_out : self.write_out + 4 * cfg.dec_size].expand(n, -1)
-        state = (eps.new_zeros(n, *self.shape), eps.new_zeros(n, cfg.dec_size), hd_dec)
+        state = (eps.new_zeros(n, *self.canvas_shape), eps.new_zeros(n, cfg.dec_size), hd_dec)
         steps = getattr(self, "_decode_fn", self._decode_steps)
         k = getattr(self, "_steps_per_call", T)
         records = []
@@ -388,15 +391,12 @@ class DRAW(nn.Module):
         if record:
             canvases, write_wins = zip(*records)
             rec = DrawingRecord(torch.stack(canvases), _stack_windows(write_wins), None)
-        return torch.sigmoid(state[0]), rec
+        return self.shows(state[0]), rec
 
     def prior_latents(self, n: int, seed: int, temperature: float = 1.0) -> Tensor:
         """Latents `(T, n, z)` from the prior N(0, temperature²·I), drawn on the CPU from `seed`: the same seed
         gives the same images on every device and through every path (the CLI, the HTTP service)."""
-        if n < 1:
-            raise ValueError(f"sample needs n >= 1, got {n}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        _check_prior(n, temperature)
         g = torch.Generator().manual_seed(seed)
         return torch.randn(self.config.T, n, self.config.z_size, generator=g) * temperature
 
@@ -409,10 +409,7 @@ class DRAW(nn.Module):
         record: bool = False,
     ) -> tuple[Tensor, DrawingRecord | None]:
         """`n` images `(n, C, H, W)` in [0, 1] from the prior z_t ~ N(0, temperature²·I)."""
-        if n < 1:
-            raise ValueError(f"sample needs n >= 1, got {n}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        _check_prior(n, temperature)
         p = self.dec_proj.weight
         eps = torch.randn(self.config.T, n, self.config.z_size, generator=generator, device=p.device, dtype=p.dtype)
         return self.decode(eps * temperature, record=record)
@@ -421,6 +418,13 @@ class DRAW(nn.Module):
     def reconstruct(self, x: Tensor, generator: torch.Generator | None = None) -> DrawingRecord:
         """The per-step record of reconstructing `x`: canvases and both read and write windows."""
         return self.forward(x, generator=generator, record=True).record
+
+
+def _check_prior(n: int, temperature: float) -> None:
+    if n < 1:
+        raise ValueError(f"sample needs n >= 1, got {n}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
 def _lstm_gate_order(w: Tensor) -> Tensor:

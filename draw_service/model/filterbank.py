@@ -85,5 +85,14 @@ def read_glimpse(images: Tensor, Fx: Tensor, Fy: Tensor) -> Tensor:
 
 
 def write_patch(patch: Tensor, Fx: Tensor, Fy: Tensor) -> Tensor:
-    """F_Y^T w F_X for every channel: `(B, C, N, N)` → `(B, C, H, W)`."""
-    return Fy[:, None].transpose(-1, -2) @ patch @ Fx[:, None]
+    """F_Y^T w F_X for every channel: `(B, C, N, N)` → `(B, C, H, W)` (a strided view).
+
+    Each side is one product per image with the channels stacked, `(C·N, N) @ (N, W)` then
+    `(H, N) @ (N, C·W)`, rather than B·C tiny ones: a canvas of many channels (a mixture likelihood's)
+    writes several times faster so.
+    """
+    B, C, N, _ = patch.shape
+    W, H = Fx.shape[-1], Fy.shape[-1]
+    right = (patch.reshape(B, C * N, N) @ Fx).view(B, C, N, W)  # w F_X
+    left = Fy.transpose(1, 2) @ right.transpose(1, 2).reshape(B, N, C * W)  # F_Y^T (w F_X): (B, H, C·W)
+    return left.view(B, H, C, W).transpose(1, 2)

@@ -4,13 +4,33 @@ user_config, changeable without restarting replicas)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import Settings, option, section
 
 
-@dataclass
+def model_source(checkpoint: str | None, best: str | None) -> tuple[str, dict[str, Any]]:
+    """(the checkpoint URI, the search's best record or {}) of a service given exactly one of them."""
+    from .. import best as best_record
+
+    if bool(checkpoint) == bool(best):
+        raise ValueError("give exactly one of --checkpoint (a checkpoint URI) or --best (a search's best record)")
+    if best:
+        record = best_record.read(best)
+        return record["checkpoint"], record
+    return checkpoint, {}
+
+
+def check_batch_fits(max_batch_size: int, max_ongoing_requests: int) -> None:
+    """A replica holds at most max_ongoing_requests requests: a larger batch could never fill."""
+    if max_batch_size > max_ongoing_requests:
+        raise ValueError(f"max_batch_size {max_batch_size} exceeds max_ongoing_requests {max_ongoing_requests}: a "
+                         f"batch could never fill; raise max_ongoing_requests or lower max_batch_size")
+
+
+@dataclass(frozen=True)
 class ServeSettings(Settings):
-    what = "Serve user_config"
+    component = "Serve user_config"
 
     max_batch_size: int = option(32, min=1, help="requests decoded together in one pass")
     batch_wait_timeout_s: float = option(0.01, min=0, help="how long a batch waits to fill, in seconds")
@@ -27,9 +47,9 @@ class ServeSettings(Settings):
             raise ValueError("max_iw_samples must be <= 1000")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeConfig(Settings):
-    what = "serve"
+    component = "serve"
 
     checkpoint: str | None = option(None, help="checkpoint URI (folder or file, local or s3://)")
     best: str | None = option(None, help="a search's best record (best.json, or the search's folder)")
@@ -47,6 +67,4 @@ class ServeConfig(Settings):
     app_name: str = option("draw", cli=False, help="the Serve application's name")
 
     def check(self) -> None:
-        if self.settings.max_batch_size > self.max_ongoing_requests:
-            raise ValueError(f"max batch size {self.settings.max_batch_size} exceeds max ongoing requests "
-                             f"{self.max_ongoing_requests}: a batch could never fill")
+        check_batch_fits(self.settings.max_batch_size, self.max_ongoing_requests)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 from collections.abc import Awaitable, Callable
 
 BODY_TIMEOUT_S = 5.0  # the whole body; every valid request to this API is tiny or a small PNG
@@ -51,13 +52,20 @@ def strict_json(body: bytes):
     return json.loads(body, parse_constant=_reject_constant)
 
 
+def token_from_env() -> str | None:
+    """This process's bearer token (`DRAW_SERVE_TOKEN`), or None for an open service."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
 class RequestGuard:
-    def __init__(self, app, token: Callable[[], str | None] = lambda: None):
+    def __init__(self, app, token: str | None | Callable[[], str | None] = None):
         self.app = app
-        self.token = token  # read per request: the replica learns it after the app is built
+        # A function is asked once, here: Starlette builds its middleware in the serving process (a Serve
+        # replica, at its first request), so `token_from_env` reads that process's environment.
+        self.token = token() if callable(token) else token
 
     def _authorised(self, scope: Scope) -> bool:
-        expected = self.token()
+        expected = self.token
         if not expected:
             return True
         path = scope["path"]

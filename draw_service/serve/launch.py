@@ -41,12 +41,10 @@ def _check_port(host: str, port: int) -> None:
 def preflight(opts: ServeConfig) -> str:
     """What a deployment would otherwise fail on 3 times with 200 lines of Ray traceback: the checkpoint
     (or best record) and its storage. Returns the checkpoint's URI."""
-    from .. import best as best_record
     from .. import checkpoint
+    from .config import model_source
 
-    if bool(opts.checkpoint) == bool(opts.best):
-        raise ValueError("give exactly one of --checkpoint or --best")
-    uri = best_record.read(opts.best)["checkpoint"] if opts.best else opts.checkpoint
+    uri, _ = model_source(opts.checkpoint, opts.best)
     checkpoint.model_from_state(checkpoint.load(uri), uri)
     return uri
 

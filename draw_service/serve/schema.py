@@ -56,7 +56,7 @@ class ScoreRequest(BaseModel):
     model_config = STRICT
 
     images: list = Field(description="pixel values in [0, 1], nested (n, channels, height, width); a Bernoulli "
-                                     "model scores them binarised at 0.5, a logistic one at the nearest 8-bit value")
+                                     "model scores them binarised at 0.5, the 8-bit ones at the nearest 8-bit value")
 
 
 class ImageScore(BaseModel):
@@ -67,7 +67,8 @@ class ImageScore(BaseModel):
 
 
 class ScoreResponse(BaseModel):
-    likelihood: str = Field(description="bernoulli (binarised pixels) or logistic (8-bit pixels)")
+    likelihood: str = Field(description="bernoulli (binarised pixels), or logistic, logistic-scale or "
+                                        "logistic-mixture (8-bit pixels, a true likelihood in bits/dim)")
     iw_samples: int
     scores: list[ImageScore]
 

@@ -19,9 +19,9 @@ MAX_PIXELS = 1024 * 1024  # far above any model's images; what a header may clai
 class UploadError(Exception):
     """An upload this service will not decode; `status` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str, kind: str = "image_invalid"):
+    def __init__(self, status: int, message: str, kind: str = "image_invalid", loc: tuple = ("body",)):
         super().__init__(message)
-        self.status, self.kind = status, kind
+        self.status, self.kind, self.loc = status, kind, loc
 
 
 def png_to_array(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -66,3 +66,35 @@ def arrays_to_batch(images: object, shape: tuple[int, int, int], max_n: int) -> 
     if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
         raise UploadError(422, "pixel values must be finite numbers in [0, 1]")
     return a
+
+
+def request_images(body: bytes, content_type: str, model: type, field: str, shape: tuple[int, int, int],
+                   max_n: int) -> np.ndarray:
+    """The images of a /score or /reconstruct body, float64 `(n, C, H, W)` in [0, 1]: one PNG, or the JSON
+    model `model` whose `field` holds the arrays (`images`, or one `image`)."""
+    from pydantic import ValidationError
+
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == "image/png":
+        return png_to_array(body, shape).astype(np.float64) / 255
+    if ctype not in ("application/json", ""):
+        raise UploadError(415, f"send image/png or application/json, not {ctype}", "unsupported_media")
+    try:
+        req = model.model_validate_json(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UploadError(422, first.get("msg", "invalid"), first.get("type", "invalid"),
+                          ("body", *first.get("loc", ()))) from None
+    images = getattr(req, field)
+    return arrays_to_batch(images if field == "images" else [images], shape, max_n)
+
+
+def as_model_input(pixels: np.ndarray, likelihood: str):
+    """Pixel values in [0, 1] `(n, C, H, W)` as a model of that likelihood reads them: binary pixels for the
+    paper's Bernoulli (as it was trained on), else the nearest 8-bit values."""
+    import torch
+
+    x = torch.as_tensor(pixels, dtype=torch.float32)
+    if likelihood == "bernoulli":
+        return (x >= 0.5).float()
+    return torch.round(x * 255) / 255

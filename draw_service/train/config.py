@@ -6,6 +6,7 @@ dataclasses (`settings.py`): a new option is one line here.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 
@@ -15,26 +16,105 @@ from ..settings import Settings, option, section
 from ..tracking import TrackingConfig
 
 
-@dataclass
+def worker_count(text: str) -> int | tuple[int, int]:
+    """`--num-workers`: `N`, or `MIN-MAX` for an elastic run."""
+    try:
+        if "-" in text.strip()[1:]:
+            low, high = text.split("-")
+            return int(low), int(high)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers N or a range MIN-MAX such as 1-4, got "
+                                         f"{text!r}") from None
+
+
+def show_workers(value: int | tuple[int, int]) -> str:
+    return f"{value[0]}-{value[1]}" if isinstance(value, tuple) else str(value)
+
+
+def _lcm(values: range) -> int:
+    out = 1
+    for v in values:
+        out = out * v // math.gcd(out, v)
+    return out
+
+
+@dataclass(frozen=True)
 class RayConfig(Settings):
     """How one training run uses Ray Train (for a search: each trial's run)."""
 
-    what = "Ray"
+    component = "Ray"
 
-    num_workers: int = option(0, min=0, help="Ray Train workers (DDP); 0 trains in this process without Ray")
+    num_workers: int | tuple[int, int] = option(
+        0, parse=worker_count, show=show_workers, metavar="N|MIN-MAX",
+        help="Ray Train workers (DDP); 0 trains in this process without Ray. MIN-MAX is elastic: the run starts "
+             "with what the cluster has (at least MIN), keeps training on fewer workers when a node goes and grows "
+             "back to MAX when nodes return, each time from its last checkpoint")
     gpus_per_worker: float = option(0.0, min=0, help="GPUs per worker: > 0 trains on GPUs (NCCL), 0 on CPUs (gloo); "
                                                      "a fraction such as 0.25 packs several workers on one GPU")
     cpus_per_worker: float = option(1.0, above=0, help="CPUs per worker (a worker runs as many torch threads)")
-    max_failures: int = option(3, min=0, help="worker failures to recover from")
+    max_failures: int = option(3, min=0, help="worker failures to recover from (preemptions do not count)")
+    max_preemptions: int | None = option(None, min=0, help="node preemptions (a drained spot node) to recover "
+                                                           "from; default: any number")
+    resize_check_s: float = option(60.0, above=0, metavar="SECONDS",
+                                   help="elastic runs: how often a healthy run looks for nodes to grow onto")
+    checkpoint_upload: str = option("sync", choices=("sync", "async"),
+                                    help="sync: training waits for Ray to upload each checkpoint; async: it goes "
+                                         "on while Ray uploads on a thread of its own (registered once whole), "
+                                         "for large checkpoints or slow storage on nodes with CPU to spare")
+    worker_resources: str | None = option(None, metavar="NAME=AMOUNT,...",
+                                          help="custom Ray resources each worker needs besides CPUs and GPUs, "
+                                               "e.g. a node pool's (spot=1): workers land only on nodes that "
+                                               "have them, and an elastic run counts them to size itself")
+
+    def check(self) -> None:
+        if isinstance(self.num_workers, int):
+            if self.num_workers < 0:
+                raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        elif not 1 <= self.num_workers[0] <= self.num_workers[1]:
+            raise ValueError(f"num_workers MIN-MAX needs 1 <= MIN <= MAX, got {show_workers(self.num_workers)}")
+        self.extra_resources()
 
     @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
 
+    @property
+    def min_workers(self) -> int:
+        return self.num_workers[0] if isinstance(self.num_workers, tuple) else self.num_workers
 
-@dataclass
+    @property
+    def max_workers(self) -> int:
+        return self.num_workers[1] if isinstance(self.num_workers, tuple) else self.num_workers
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_workers != self.max_workers
+
+    def world_sizes(self) -> range:
+        """Every world size the run may train with."""
+        return range(max(1, self.min_workers), self.max_workers + 1)
+
+    def extra_resources(self) -> dict[str, float]:
+        """`worker_resources` as Ray's dict. (Not node labels: Ray 2.60's elastic sizing counts every node's
+        resources and ignores label selectors, so an elastic run would wait for workers it cannot place.)"""
+        found: dict[str, float] = {}
+        for pair in filter(None, (p.strip() for p in (self.worker_resources or "").split(","))):
+            name, _, amount = (part.strip() for part in pair.partition("="))
+            try:
+                value = float(amount)
+            except ValueError:
+                value = 0.0
+            if not name or value <= 0 or name in ("CPU", "GPU"):
+                raise ValueError(f"worker_resources must be NAME=AMOUNT pairs (amounts > 0, not CPU or GPU: those "
+                                 f"have their own options) separated by commas, got {self.worker_resources!r}")
+            found[name] = value
+        return found
+
+
+@dataclass(frozen=True)
 class TrainConfig(Settings):
-    what = "training"
+    component = "training"
 
     model: DRAWConfig = section(lambda: DRAWConfig(likelihood="auto"),
                                 title="model (defaults: the paper's MNIST model with attention)")
@@ -83,12 +163,20 @@ class TrainConfig(Settings):
             raise ValueError(f"lr_final is a fraction of the peak rate: at most 1, not {self.lr_final}")
         if self.cuda_graphs and self.device == "cpu":
             raise ValueError("cuda_graphs needs a GPU: use device cuda (or auto on a GPU machine)")
+        uneven = [n for n in self.ray.world_sizes() if self.batch_size % n]
+        if uneven:
+            # the global batch is the user's: it is split evenly over however many workers there are
+            sizes = self.ray.world_sizes()
+            raise ValueError(f"batch size {self.batch_size} does not split evenly over {uneven[0]} workers"
+                             + (f" (--num-workers {show_workers(self.ray.num_workers)} may train with any of "
+                                f"{sizes.start}..{sizes.stop - 1}: a batch size divisible by {_lcm(sizes)} splits "
+                                f"over all)" if self.ray.elastic else ""))
 
-    def pinned(self) -> TrainConfig:
+    def with_absolute_paths(self) -> TrainConfig:
         """This run as Ray's workers and trials must see it: local paths absolute, as meant where they were given."""
         from .. import storage
 
-        return self.replace(out=storage.absolute(self.out), data=self.data.pinned())
+        return self.replace(out=storage.absolute(self.out), data=self.data.with_absolute_paths())
 
     def effective_lr(self) -> float:
         ratio = self.batch_size / 100

@@ -60,9 +60,9 @@ def bounds_from_sums(sums: dict[str, float]) -> dict[str, float]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluateConfig(Settings):
-    what = "evaluate"
+    component = "evaluate"
 
     checkpoint: str | None = option(None, required=True, help="checkpoint folder or file, local or s3://")
     dataset: str | None = option(None, help="evaluate on this dataset instead of the one the checkpoint was "

@@ -8,7 +8,7 @@ from .config import TrainConfig
 
 
 def train_command(cfg: TrainConfig) -> dict[str, Any]:
-    if cfg.ray.num_workers > 0:
+    if cfg.ray.max_workers > 0:
         from .on_ray import fit
 
         return fit(cfg)
@@ -16,4 +16,4 @@ def train_command(cfg: TrainConfig) -> dict[str, Any]:
     from .session import LocalSession
 
     session = LocalSession(cfg.out, cfg.device, resume=cfg.resume, keep=cfg.keep_checkpoints)
-    return train_loop(cfg.to_dict(), session)
+    return train_loop(cfg, session)

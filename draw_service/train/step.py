@@ -5,7 +5,7 @@ T × (forward + backward) small kernels. Capturing the whole step — forward ov
 backward (with DDP's gradient all-reduce), gradient clipping and Adam — as one CUDA graph removes that:
 each replay is one launch.
 The graph reads its batch and noise from fixed buffers, so a replay computes exactly what the eager
-step computes on the same inputs (tests/test_fast_paths.py checks it on a GPU).
+step computes on the same inputs (tests/unit/test_fast_paths.py checks it on a GPU).
 
 Both kinds take `(x, eps)` and return the step's `(loss, recon, kl, grad_norm)` as 0-d tensors on the
 device, `loss` the whole bound recon + kl whatever the objective's KL weight; `set_lr` and `set_kl_weight`

@@ -16,9 +16,21 @@ def _base() -> TrainConfig:
     return TrainConfig(data=DataConfig(validation_stride=10), ray=RayConfig(num_workers=1, max_failures=1))
 
 
-@dataclass
+@dataclass(frozen=True)
+class PrepareFirst(Settings):
+    """What a search prepares into its --dataset when nothing is there yet (flags --prepare-...)."""
+
+    component = "prepare"
+
+    source: str | None = option(None, flag="--prepare-from", help="if --dataset holds no prepared dataset, prepare "
+                                                                   "this source (e.g. svhn) into it first")
+    train_limit: int | None = option(None, min=1, help="with --prepare-from: the first N training images")
+    test_limit: int | None = option(None, min=1, help="with --prepare-from: the first N test images")
+
+
+@dataclass(frozen=True)
 class SearchConfig(Settings):
-    what = "search"
+    component = "search"
 
     base: TrainConfig = section(_base, title="each trial's training run (--out: the search's folder)")
     space: str = option("svhn", choices=("svhn", "mnist-demo", "colour-cpu", "smoke"),
@@ -30,15 +42,12 @@ class SearchConfig(Settings):
     algorithm: str = option("optuna", choices=("optuna", "random"), help="how new trials are proposed")
     grace_reports: int = option(1, min=1, help="ASHA: evaluations every trial gets before it may be stopped")
     reduction_factor: int = option(2, min=2, cli=False, help="ASHA's reduction factor")
-    prepare_from: str | None = option(None, help="if --dataset holds no prepared dataset, prepare this source "
-                                                 "(e.g. svhn) into it first")
-    prepare_train_limit: int | None = option(None, min=1, help="with --prepare-from: the first N training images")
-    prepare_test_limit: int | None = option(None, min=1, help="with --prepare-from: the first N test images")
+    prepare: PrepareFirst = section(PrepareFirst, title="preparing the dataset first", flag_prefix="prepare")
     # Trials to run first, before the algorithm proposes any (default: the space's starting point).
     points_to_evaluate: list[dict[str, Any]] | None = option(None, cli=False, help="trials to run first")
 
     def check(self) -> None:
-        if self.base.ray.num_workers < 1:
+        if self.base.ray.min_workers < 1:
             raise ValueError("every trial of a search is a Ray Train run: --num-workers must be >= 1")
 
     def reports_per_trial(self) -> int:

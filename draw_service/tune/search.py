@@ -22,11 +22,25 @@ from .. import checkpoint, storage
 from ..run_dir import RunDir
 from ..train.config import TrainConfig
 from ..train.on_ray import make_trainer, preflight
+from . import signature
 from .config import SearchConfig
 from .results import METRIC, MODE, TrialOutcome, format_table, summarise
 from .space import apply, search_space, starting_point
 
 log = logging.getLogger(__name__)
+
+# What Ray Tune copies from the driver's environment into every trial's runtime env
+# (ray.tune.execution.class_cache), where Ray's runtime_env_agent.log then records it in plain text. A
+# trial's nodes have credentials of their own (a Secret, IRSA, an instance profile; on a local cluster the
+# node's environment, which is the driver's).
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def keep_credentials_off_trials() -> None:
+    """Take the S3 credentials out of what Tune hands each trial (Ray offers no setting for it)."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - set(CREDENTIALS)
 
 
 def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
@@ -37,12 +51,12 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = apply(params, TrainConfig.from_dict(base))
     search = RunDir(cfg.out)
-    cfg.out = search.child("trials", trial_id).uri
-    cfg.tracking = cfg.tracking.replace(group=search.name, run_name=trial_id)
+    cfg = cfg.replace(out=search.child("trials", trial_id).uri,
+                      tracking=cfg.tracking.replace(group=search.name, run_name=trial_id))
     # A sampled configuration that cannot work (patches larger than the images) fails here, in one line,
     # before a worker group starts, and is not retried as a worker's crash would be.
-    preflight(cfg)
-    make_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
+    run = preflight(cfg)
+    make_trainer(cfg, run, callbacks=[TuneReportCallback()]).fit()
 
 
 def concurrency(cfg: SearchConfig, resources: dict[str, float]) -> int:
@@ -52,9 +66,9 @@ def concurrency(cfg: SearchConfig, resources: dict[str, float]) -> int:
     if cfg.max_concurrent:
         return cfg.max_concurrent
     trial = cfg.base.ray
-    fits = resources.get("CPU", 0) // max(trial.num_workers * trial.cpus_per_worker, 1e-9)
+    fits = resources.get("CPU", 0) // max(trial.max_workers * trial.cpus_per_worker, 1e-9)
     if trial.use_gpu:
-        fits = min(fits, resources.get("GPU", 0) // (trial.num_workers * trial.gpus_per_worker))
+        fits = min(fits, resources.get("GPU", 0) // (trial.max_workers * trial.gpus_per_worker))
     if fits < 1:
         log.warning("the cluster holds no trial yet (%s): starting all %d trials and letting the autoscaler add "
                     "nodes; --max-concurrent bounds how many run at once", resources, cfg.trials)
@@ -89,10 +103,13 @@ def make_tuner(cfg: SearchConfig):
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, base=cfg.base.to_dict()),
                                         {"CPU": 0, "memory": 1})
     if ray.tune.Tuner.can_restore(search.loc.path, storage_filesystem=filesystem):
+        signature.verify(search)  # before Ray unpickles anything of it
         log.info("resuming the search %s", search.uri)
-        return ray.tune.Tuner.restore(search.loc.path, trainable, resume_errored=True, storage_filesystem=filesystem)
+        tuner = ray.tune.Tuner.restore(search.loc.path, trainable, resume_errored=True, storage_filesystem=filesystem)
+        signature.sign_stored(search, [signature.TUNER_STATE])
+        return tuner
     at_once = concurrency(cfg, ray.cluster_resources())
-    return ray.tune.Tuner(
+    tuner = ray.tune.Tuner(
         trainable,
         param_space=search_space(cfg.space),
         tune_config=ray.tune.TuneConfig(
@@ -101,8 +118,11 @@ def make_tuner(cfg: SearchConfig):
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.reports_per_trial(),
                                     grace_period=cfg.grace_reports, reduction_factor=cfg.reduction_factor)),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
-                                      failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False)),
+                                      failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False),
+                                      callbacks=[signature.make_signer(search)]),
     )
+    signature.sign_stored(search, [signature.TUNER_STATE])  # written by Tuner(...) itself, straight to storage
+    return tuner
 
 
 def outcomes(search: RunDir, results) -> list[TrialOutcome]:
@@ -128,7 +148,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
 
     if not cfg.base.steps:
         raise ValueError("a search needs a fixed number of steps per trial (--steps)")
-    cfg = cfg.replace(base=cfg.base.pinned())
+    cfg = cfg.replace(base=cfg.base.with_absolute_paths())
     preflight(cfg.base)  # the data and storage, checked once as any trial's run would be
     search = RunDir(cfg.base.out)
     try:
@@ -141,7 +161,10 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
               f"nothing to run. Its best: trial {done['trial_id']}, {METRIC} {done['value']:.4f}. Choose another "
               f"--out to search again.", file=sys.stderr, flush=True)
         return {**done, "best_record": best_record.location(search.uri).uri, "resumed_finished_search": True}
+    if storage.exists(search.loc.join(signature.TUNER_STATE)):
+        signature.verify(search)  # before Ray starts, and before it unpickles anything of the folder
     connect()
+    keep_credentials_off_trials()
     results = make_tuner(cfg).fit()
     rows, best = summarise(outcomes(search, results), cfg.reports_per_trial(), search.uri, cfg.base.data.dataset)
     print(format_table(rows), flush=True)
@@ -158,9 +181,9 @@ def tune_command(cfg: SearchConfig) -> dict[str, Any]:
     """`draw-service tune`: prepare the dataset first if asked, then run (or resume) the search."""
     from ..data import shards
 
-    if cfg.prepare_from and not shards.is_prepared(cfg.base.data.dataset):
-        print(f"{cfg.base.data.dataset} holds no prepared dataset: preparing {cfg.prepare_from} into it",
+    if cfg.prepare.source and not shards.is_prepared(cfg.base.data.dataset):
+        print(f"{cfg.base.data.dataset} holds no prepared dataset: preparing {cfg.prepare.source} into it",
               file=sys.stderr)
-        shards.prepare_source(cfg.prepare_from, cfg.base.data.dataset, train_limit=cfg.prepare_train_limit,
-                              test_limit=cfg.prepare_test_limit, progress=not cfg.base.quiet)
+        shards.prepare_source(cfg.prepare.source, cfg.base.data.dataset, train_limit=cfg.prepare.train_limit,
+                              test_limit=cfg.prepare.test_limit, progress=not cfg.base.quiet)
     return run_search(cfg)

@@ -3,7 +3,7 @@ blocks give the eager numbers for the loss, every gradient, the per-step record 
 
 import pytest
 import torch
-from model_cases import CFG, SHAPE, loss_and_grads
+from tiny import SHAPE, TINY, loss_and_grads
 
 from draw_service.model import DRAW
 
@@ -14,7 +14,7 @@ from draw_service.model import DRAW
 # shorter last block (its own graph).
 @pytest.mark.parametrize("attention, T, steps_per_call", [(True, 2, 1), (False, 3, 2)])
 def test_compiled_step_gives_the_eager_numbers(attention, T, steps_per_call):
-    cfg = CFG.replace(attention=attention, T=T)
+    cfg = TINY.replace(attention=attention, T=T)
     torch.manual_seed(0)
     eager = DRAW(cfg, SHAPE)
     compiled = DRAW(cfg, SHAPE)

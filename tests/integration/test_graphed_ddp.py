@@ -10,11 +10,12 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny import tiny
 
-from draw_service.model import DRAW, DRAWConfig
+from draw_service.model import DRAW
 from draw_service.train.step import EagerStep, GraphedStep, warm_up_and_restore
 
-CFG = DRAWConfig(T=3, enc_size=16, dec_size=16, z_size=4, read_n=2, write_n=3)
+CFG = tiny(T=3, enc_size=16, z_size=4, read_n=2, write_n=3)
 SHAPE = (1, 12, 12)
 
 

@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from ray_runs import checkpoints_in, registered_step
+from tiny import tiny
 
 from draw_service import storage
 from draw_service.data.config import DataConfig
@@ -15,29 +17,13 @@ from draw_service.tracking import TrackingConfig
 from draw_service.train.config import RayConfig, TrainConfig
 from draw_service.train.on_ray import fit
 
-MODEL = DRAWConfig(T=4, enc_size=32, dec_size=32, z_size=6, read_n=2, write_n=3, likelihood="auto")
+MODEL = tiny(enc_size=32, dec_size=32, read_n=2, write_n=3, likelihood="auto")
 
 
 def config(dataset, steps, out, workers=2, max_failures=3, **kw):
     return TrainConfig(model=MODEL, data=DataConfig(dataset=dataset), tracking=TrackingConfig(wandb=False),
                        ray=RayConfig(num_workers=workers, max_failures=max_failures), out=out, batch_size=40,
                        steps=steps, quiet=True, **kw)
-
-
-def checkpoints_in(prefix):
-    resp = storage.boto3_client().list_objects_v2(Bucket="draw", Prefix=prefix)
-    names = {k["Key"][len(prefix):].split("/")[0] for k in resp.get("Contents", [])}
-    return sorted(n for n in names if n.startswith("checkpoint_") and not n.endswith(".json"))
-
-
-def registered_step(run_path):
-    """The step of the latest checkpoint Ray's controller has registered for a run (0 if none)."""
-    try:
-        snapshot = json.loads(storage.read_bytes(f"s3://{run_path}/checkpoint_manager_snapshot.json"))
-    except FileNotFoundError:
-        return 0
-    latest = snapshot.get("latest_checkpoint_result") or {}
-    return int(latest.get("checkpoint_dir_name", "checkpoint_0").split("_")[1])
 
 
 def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist_s3, tmp_path):
@@ -62,8 +48,8 @@ def test_two_workers_train_on_s3_and_a_resubmission_continues(ray_cluster, mnist
 def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_cluster, mnist_s3):
     from ray.util.state import list_actors
 
-    cfg = config(mnist_s3, 160, "s3://draw/runs/fault", max_failures=2, eval_every=20, keep_checkpoints=100)
-    cfg.model = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3, likelihood="auto")
+    cfg = config(mnist_s3, 160, "s3://draw/runs/fault", max_failures=2, eval_every=20, keep_checkpoints=100).replace(
+        model=DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3, likelihood="auto"))
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg)))
     thread.start()

@@ -21,16 +21,19 @@ def test_no_secret_is_written_anywhere(s3, serve_token, tmp_path_factory):
             data = client.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read()
             objects += 1
             found += [f"s3://{s3.bucket}/{obj['Key']}: {name}" for name, secret in secrets.items() if secret in data]
-    files = 0
-    # Every file the tests' runs wrote locally (run folders, W&B offline files, pictures, records), and the
-    # logs of the jobs submitted to Ray (their drivers' output).
-    roots = [tmp_path_factory.getbasetemp()]
-    job_logs = glob.glob("/tmp/ray/session_*/logs/job-driver-*.log")
-    for path in [p for root in roots for p in Path(root).rglob("*")] + [Path(p) for p in job_logs]:
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            files += 1
-            found += [f"{path}: {name}" for name, secret in secrets.items() if secret in data]
-    print(f"\nsecret grep: {objects} storage objects and {files} files searched, {len(found)} holding a secret")
-    assert objects > 50 and files > 100  # the other tests did leave things behind to search
+    files = ray_files = 0
+    # Every file the tests' runs wrote locally (run folders, W&B offline files, pictures, records), and every
+    # file under Ray's session folders: every process's logs (the runtime-env agent's among them, which logs
+    # each runtime env it sets up), the job drivers' output, Ray's own state.
+    roots = [Path(tmp_path_factory.getbasetemp())] + [Path(p) for p in glob.glob("/tmp/ray/session_2*")]
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                files += 1
+                ray_files += root.name.startswith("session_")
+                found += [f"{path}: {name}" for name, secret in secrets.items() if secret in data]
+    print(f"\nsecret grep: {objects} storage objects and {files} files searched ({ray_files} under Ray's session "
+          f"folders), {len(found)} holding a secret")
+    assert objects > 50 and files > 100 and ray_files > 50  # the other tests did leave things behind to search
     assert found == []

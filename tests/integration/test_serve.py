@@ -15,14 +15,15 @@ import pytest
 import requests
 import torch
 from PIL import Image
+from tiny import tiny
 
 from devtools.s3_server import free_port_pairs
 from draw_service import checkpoint, storage
 from draw_service.cli import main
-from draw_service.model import DRAW, DRAWConfig
+from draw_service.model import DRAW
 from draw_service.serve import guard
 
-CFG = DRAWConfig(T=5, enc_size=24, dec_size=24, z_size=6, read_n=3, write_n=4)
+CFG = tiny(T=5, dec_size=24)
 SHAPE = (3, 12, 16)
 REPO = Path(__file__).resolve().parents[2]
 

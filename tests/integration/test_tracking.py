@@ -4,12 +4,12 @@ trials and their W&B files in storage: test_tune.py)."""
 import glob
 from pathlib import Path
 
+from tiny import tiny_argv
 from wandb_records import config, history, run_info
 
 from draw_service.cli import main
 
-TINY = ["--T", "4", "--enc-size", "24", "--dec-size", "24", "--z-size", "6", "--read-n", "2", "--write-n", "3",
-        "--batch-size", "20", "--train-limit", "400", "--test-limit", "60", "--quiet"]
+TINY = [*tiny_argv(read_n=2, write_n=3), "--batch-size", "20", "--train-limit", "400", "--test-limit", "60", "--quiet"]
 
 
 def run_file(folder: Path) -> Path:

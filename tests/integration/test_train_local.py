@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_argv, tiny_model
 
 from draw_service import checkpoint
 from draw_service.cli import main
@@ -11,8 +12,8 @@ from draw_service.data.batches import binarize_fixed
 from draw_service.model import DRAW, DRAWConfig
 from draw_service.train.evaluate import bound_sums, bounds_from_sums
 
-TINY = ["--T", "6", "--enc-size", "48", "--dec-size", "48", "--z-size", "8", "--read-n", "2", "--write-n", "4",
-        "--no-wandb", "--quiet"]
+# large enough to learn visibly in a few hundred steps
+TINY = [*tiny_argv(T=6, enc_size=48, dec_size=48, z_size=8, read_n=2), "--no-wandb", "--quiet"]
 
 
 def run_cli(capsys, *args):
@@ -100,7 +101,7 @@ def test_the_data_decides_the_image_shape(tmp_path, capsys):
     assert code == 0, err
     state = checkpoint.load(tmp_path / "c" / "checkpoint_0000002")
     assert state["image_shape"] == [3, 32, 32] and state["model_config"]["write_n"] == 30
-    assert state["model_config"]["likelihood"] == "logistic"  # 8-bit colour: the discrete likelihood
+    assert state["model_config"]["likelihood"] == "logistic-mixture"  # 8-bit colour: auto picks the discrete mixture
     assert 0 < json.loads(out)["bits_per_dim"] < 9  # a real likelihood, near the 8 bits of a uniform guess untrained
 
 
@@ -137,7 +138,7 @@ def test_asking_for_a_gpu_without_one_is_one_line(tmp_path, capsys):
 
 def test_evaluating_a_checkpoint_that_does_not_say_its_data(tmp_path, capsys):
     torch.manual_seed(0)
-    model = DRAW(DRAWConfig(T=2, enc_size=8, dec_size=8, z_size=2, read_n=2, write_n=3), (1, 28, 28))
+    model = tiny_model((1, 28, 28), T=2, enc_size=8, dec_size=8, z_size=2, read_n=2, write_n=3)
     ck = checkpoint.save(checkpoint.build_state(model, None, 1, {}), tmp_path / "ck")
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", ck, "--limit", "20", "--quiet")
     assert code == 2 and "does not say which data" in err and "--dataset" in err

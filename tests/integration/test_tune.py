@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
     assert record["checkpoint"].startswith("s3://draw/searches/smoke/trials/")
     model, state = checkpoint.load_model(record["checkpoint"])
     assert model.image_shape == (3, 32, 32) and state["metrics"]["bits_per_dim"] == pytest.approx(record["value"])
-    assert model.config.likelihood == "logistic"  # 8-bit colour: a real likelihood, so bits/dim mean something
+    assert model.config.likelihood == "logistic-mixture"  # 8-bit colour: a real likelihood, so bits/dim mean something
     assert "bits_per_dim" in table and f"{record['value']:.4f}" in table
     images, _ = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 32, 32)
@@ -116,7 +117,8 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
     credentials in its environment (as a pod has them from its Secret), and the job gets its
     non-secret settings with --runtime-env-json."""
     ports = free_port_pairs(8)
-    env = {**os.environ, "RAY_AUTH_MODE": "token",
+    # token authentication with a token of its own (a machine without ~/.ray/auth_token has none to find)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     env.pop("DRAW_DATA_ROOT", None)  # not on the node: the job is told where its data is

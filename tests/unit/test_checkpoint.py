@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from tiny import tiny_model
 
 from draw_service import checkpoint
-from draw_service.model import DRAW, DRAWConfig
 
 
 def small_model(**kw):
-    torch.manual_seed(0)
-    return DRAW(DRAWConfig(T=3, enc_size=8, dec_size=8, z_size=4, read_n=2, write_n=3, **kw), (1, 10, 14))
+    return tiny_model((1, 10, 14), **{"T": 3, "enc_size": 8, "dec_size": 8, "z_size": 4, "read_n": 2, "write_n": 3,
+                                      **kw})
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
@@ -62,6 +62,19 @@ def test_a_logistic_model_round_trips_with_its_scales_and_shape(tmp_path):
     loaded, state = checkpoint.load_model(folder)
     assert state["image_shape"] == [1, 10, 14] and loaded.config.likelihood == "logistic"
     torch.testing.assert_close(loaded.log_scale, model.log_scale, rtol=0, atol=0)
+
+
+def test_a_logistic_checkpoint_from_before_the_mixtures_loads_and_scores_as_before(tmp_path):
+    # Checkpoints written before `mixtures` and the drawn likelihoods existed have no such key: they load as
+    # the shared-scale logistic they were, with the same canvas and the same numbers.
+    model = small_model(likelihood="logistic")
+    state = checkpoint.build_state(model, None, 5, {})
+    del state["model_config"]["mixtures"]
+    torch.save(state, tmp_path / "old.pt")
+    loaded, _ = checkpoint.load_model(tmp_path / "old.pt")
+    assert loaded.config.likelihood == "logistic" and loaded.likelihood.canvas_channels == 1
+    x, eps = (torch.rand(2, 1, 10, 14) * 255).round() / 255, torch.randn(3, 2, 4)
+    torch.testing.assert_close(loaded(x, eps).loss, model.eval()(x, eps).loss, rtol=0, atol=0)
 
 
 def test_a_version_1_checkpoint_still_loads(tmp_path):

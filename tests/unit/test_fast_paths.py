@@ -4,7 +4,7 @@ the lent GPU machines, not in CPU-only CI). torch.compile is checked in tests/in
 
 import pytest
 import torch
-from model_cases import CFG, SHAPE, loss_and_grads
+from tiny import SHAPE, TINY, loss_and_grads
 
 from draw_service.model import DRAW
 from draw_service.train.config import TrainConfig
@@ -13,8 +13,8 @@ from draw_service.train.step import EagerStep, GraphedStep
 
 def test_bf16_autocast_stays_close_to_fp32():
     torch.manual_seed(0)
-    model = DRAW(CFG, SHAPE)
-    x, eps = torch.rand(16, 3, 12, 20), torch.randn(CFG.T, 16, CFG.z_size)
+    model = DRAW(TINY, SHAPE)
+    x, eps = torch.rand(16, 3, 12, 20), torch.randn(TINY.T, 16, TINY.z_size)
     loss32, _ = loss_and_grads(model, x, eps)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, eps)
@@ -34,11 +34,11 @@ def test_learning_rate_rule_for_large_batches():
 
 def test_eager_step_trains_and_reports_its_terms():
     torch.manual_seed(0)
-    model = DRAW(CFG, SHAPE)
+    model = DRAW(TINY, SHAPE)
     before = [p.detach().clone() for p in model.parameters()]
     step = EagerStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), grad_clip=1.0, bf16=False)
     x = torch.rand(4, 3, 12, 20)
-    loss, recon, kl, grad_norm = step(x, torch.randn(CFG.T, 4, CFG.z_size))
+    loss, recon, kl, grad_norm = step(x, torch.randn(TINY.T, 4, TINY.z_size))
     torch.testing.assert_close(loss, recon + kl)
     assert grad_norm > 0
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -47,11 +47,11 @@ def test_eager_step_trains_and_reports_its_terms():
 def test_a_kl_weight_changes_the_objective_but_not_the_reported_bound():
     """With the KL term weighted w, the step follows the gradient of recon + w·kl and reports recon + kl."""
     torch.manual_seed(0)
-    x, eps = torch.rand(4, 3, 12, 20), torch.randn(CFG.T, 4, CFG.z_size)
+    x, eps = torch.rand(4, 3, 12, 20), torch.randn(TINY.T, 4, TINY.z_size)
     grads = {}
     for w in (0.0, 0.25, 1.0):
         torch.manual_seed(0)
-        model = DRAW(CFG, SHAPE)
+        model = DRAW(TINY, SHAPE)
         step = EagerStep(model, torch.optim.SGD(model.parameters(), lr=0.0), grad_clip=0.0, bf16=False)
         step.set_kl_weight(w)
         loss, recon, kl, _ = step(x, eps)
@@ -69,7 +69,7 @@ def test_cuda_graphs_refuse_a_cpu_run():
 
 
 def test_graphed_step_refuses_a_model_on_the_cpu():
-    model = DRAW(CFG, SHAPE)
+    model = DRAW(TINY, SHAPE)
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
         GraphedStep(model, torch.optim.Adam(model.parameters()), grad_clip=1.0, bf16=False)
 
@@ -87,7 +87,7 @@ def test_cuda_graphs_need_gpus_but_not_a_single_worker(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
 @pytest.mark.parametrize("attention", [True, False])
 def test_cuda_graph_step_gives_the_eager_numbers(attention):
-    cfg = CFG.replace(attention=attention)
+    cfg = TINY.replace(attention=attention)
     torch.manual_seed(0)
     models = [DRAW(cfg, SHAPE).cuda() for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
@@ -110,7 +110,7 @@ def test_graphed_decoder_refuses_a_cpu_model():
     from draw_service.model.cuda_graph_decoder import GraphedDecoder
 
     with pytest.raises(ValueError, match="CUDA device"):
-        GraphedDecoder(DRAW(CFG, SHAPE))
+        GraphedDecoder(DRAW(TINY, SHAPE))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
@@ -118,21 +118,21 @@ def test_graphed_decoder_gives_the_eager_images():
     from draw_service.model.cuda_graph_decoder import GraphedDecoder
 
     torch.manual_seed(0)
-    model = DRAW(CFG, SHAPE).cuda()
+    model = DRAW(TINY, SHAPE).cuda()
     decoder = GraphedDecoder(model)
     for n in (1, 3, 8, 5):  # buckets 1, 4, 8, and 8 again (padded)
-        eps = torch.randn(CFG.T, n, CFG.z_size, device="cuda")
+        eps = torch.randn(TINY.T, n, TINY.z_size, device="cuda")
         with torch.inference_mode():
             expected, _ = model.decode(eps)
         torch.testing.assert_close(decoder(eps), expected, rtol=1e-4, atol=1e-5)
     assert sorted(decoder._graphs) == [1, 4, 8]
     with pytest.raises(ValueError, match="latents of shape"):
-        decoder(torch.randn(CFG.T + 1, 2, CFG.z_size, device="cuda"))
+        decoder(torch.randn(TINY.T + 1, 2, TINY.z_size, device="cuda"))
 
 
 def test_compile_step_refuses_a_block_of_no_steps():
     with pytest.raises(ValueError, match="steps_per_call must be >= 1"):
-        DRAW(CFG, SHAPE).compile_step(steps_per_call=0)
+        DRAW(TINY, SHAPE).compile_step(steps_per_call=0)
     with pytest.raises(ValueError, match="compile_steps must be >= 1"):
         TrainConfig(compile=True, compile_steps=0)
 
@@ -152,7 +152,7 @@ def test_a_one_rank_ddp_graphed_step_gives_the_single_gpu_graphed_numbers(monkey
     dist.init_process_group("nccl", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
-        models = [DRAW(CFG, SHAPE).cuda() for _ in range(2)]
+        models = [DRAW(TINY, SHAPE).cuda() for _ in range(2)]
         models[1].load_state_dict(models[0].state_dict())
         side = torch.cuda.Stream()
         with torch.cuda.stream(side):
@@ -164,7 +164,7 @@ def test_a_one_rank_ddp_graphed_step_gives_the_single_gpu_graphed_numbers(monkey
         g = torch.Generator("cuda").manual_seed(1)
         for _ in range(5):
             x = torch.rand(8, *SHAPE, generator=g, device="cuda")
-            eps = torch.randn(CFG.T, 8, CFG.z_size, generator=g, device="cuda")
+            eps = torch.randn(TINY.T, 8, TINY.z_size, generator=g, device="cuda")
             single, distributed = (step(x, eps) for step in steps)
             for a, b in zip(single, distributed):
                 torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)

@@ -20,7 +20,7 @@ async def echo_size(request: Request):
 
 def client(token=None):
     app = Starlette(routes=[Route(p, echo_size, methods=["GET", "POST"]) for p in ("/sample", "/score", "/healthz")])
-    return TestClient(RequestGuard(app, token=lambda: token))
+    return TestClient(RequestGuard(app, token=token))
 
 
 def detail(r):
@@ -55,7 +55,7 @@ def test_a_body_labelled_as_a_form_is_read_as_json():
 
 def test_a_body_that_trickles_in_is_cut_off(monkeypatch):
     monkeypatch.setattr(guard, "BODY_TIMEOUT_S", 0.3)
-    app = RequestGuard(echo_size, token=lambda: None)
+    app = RequestGuard(echo_size)
     sent = []
 
     async def receive():

@@ -2,19 +2,13 @@
 
 import pytest
 import torch
+from tiny import SHAPE, TINY, tiny, tiny_model
 
 from draw_service.model import DRAW, DRAWConfig
 
-SHAPE = (3, 12, 20)  # (C, H, W): colour, and not square
-
-
-def tiny(**kw):
-    base = dict(T=4, enc_size=16, dec_size=24, z_size=5, read_n=3, write_n=4)
-    return DRAWConfig(**{**base, **kw})
-
 
 def build(shape=SHAPE, **kw):
-    return DRAW(tiny(**kw), shape)
+    return tiny_model(shape, seed=None, **kw)
 
 
 @pytest.mark.parametrize("attention", [True, False])
@@ -79,7 +73,7 @@ def test_samples_have_the_right_shape_and_range_and_follow_the_seed():
 
 def test_decoding_does_not_depend_on_the_rest_of_the_batch():
     model = build()
-    eps = torch.randn(4, 10, 5)
+    eps = torch.randn(TINY.T, 10, TINY.z_size)
     together, _ = model.decode(eps)
     alone, _ = model.decode(eps[:, 3:4])
     assert torch.allclose(together[3:4], alone, atol=1e-6)
@@ -101,8 +95,9 @@ def test_wrong_image_shapes_are_refused_clearly():
         model(torch.zeros(2, 3, 12, 20, dtype=torch.uint8))
     with pytest.raises(ValueError, match="temperature"):
         model.sample(2, temperature=0)
-    for eps in (torch.randn(5, 2, 5), torch.randn(4, 2, 6), torch.randn(4, 0, 5), torch.randn(4, 5)):
-        with pytest.raises(ValueError, match=r"latents of shape \(4, n, 5\) with n >= 1"):
+    T, z = TINY.T, TINY.z_size
+    for eps in (torch.randn(T + 1, 2, z), torch.randn(T, 2, z + 1), torch.randn(T, 0, z), torch.randn(T, z)):
+        with pytest.raises(ValueError, match=rf"latents of shape \({T}, n, {z}\) with n >= 1"):
             model.decode(eps)
     with pytest.raises(ValueError, match="positive integer"):
         DRAWConfig(T=0)
@@ -133,7 +128,7 @@ def test_generation_as_one_lstm_call_gives_the_step_by_step_images(attention):
     model = build(attention=attention)
     with torch.no_grad():
         model.dec_proj.bias.normal_()  # a trained-looking decoder: every block of the bias matters
-    eps = torch.randn(4, 9, 5)
+    eps = torch.randn(TINY.T, 9, TINY.z_size)
     fast, fast_rec = model.decode(eps, record=True)
     slow, slow_rec = model.decode_stepwise(eps, record=True)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)

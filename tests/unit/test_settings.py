@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from draw_service.cli import COMMANDS, _load, build_parser, main
+from draw_service.cli import COMMANDS, build_parser, main
 from draw_service.model import DRAWConfig
 from draw_service.settings import Settings, add_options, option, read_options, section, to_argv
 from draw_service.train.config import TrainConfig
@@ -15,13 +15,13 @@ from draw_service.tune.config import SearchConfig
 
 def parse(command, *argv):
     args = build_parser().parse_args([command, *argv])
-    return read_options(_load(COMMANDS[command].settings)(), args)
+    return read_options(COMMANDS[command].settings(), args)
 
 
 def test_every_field_of_every_command_is_on_its_command_line_with_its_default():
     parser = build_parser()  # no flag clashes between a command's sections
     for name, command in COMMANDS.items():
-        defaults = _load(command.settings)()
+        defaults = command.settings()
         sub = parser._subparsers._group_actions[0].choices[name]
         dests = {a.dest for a in sub._actions}
 
@@ -81,14 +81,14 @@ def test_unknown_keys_and_wrong_types_are_named():
 
 
 def test_a_new_setting_is_one_line():
-    @dataclass
+    @dataclass(frozen=True)
     class Inner(Settings):
-        what = "inner"
+        component = "inner"
         width: int = option(3, min=1, help="how wide")
 
-    @dataclass
+    @dataclass(frozen=True)
     class Outer(Settings):
-        what = "outer"
+        component = "outer"
         inner: Inner = section(Inner, title="inner things")
         name: str = option("x", choices=("x", "y"), help="which")
 
@@ -131,7 +131,91 @@ def test_a_run_sent_to_ray_keeps_its_local_paths_as_meant_where_they_were_typed(
     from draw_service.data.config import DataConfig
 
     monkeypatch.chdir(tmp_path)
-    cfg = TrainConfig(out="runs/x", data=DataConfig(dataset="shards/mnist")).pinned()
+    cfg = TrainConfig(out="runs/x", data=DataConfig(dataset="shards/mnist")).with_absolute_paths()
     assert (cfg.out, cfg.data.dataset) == (str(tmp_path / "runs/x"), str(tmp_path / "shards/mnist"))
-    kept = TrainConfig(out="s3://bucket/runs/x", data=DataConfig(dataset="cifar10")).pinned()
+    kept = TrainConfig(out="s3://bucket/runs/x", data=DataConfig(dataset="cifar10")).with_absolute_paths()
     assert (kept.out, kept.data.dataset) == ("s3://bucket/runs/x", "cifar10")  # URIs and dataset names stay
+
+
+def test_two_fields_that_claim_one_flag_are_refused_at_start_up_naming_both():
+    @dataclass(frozen=True)
+    class Limits(Settings):
+        component = "limits"
+        train_limit: int | None = option(None, help="one")
+
+    @dataclass(frozen=True)
+    class Nested(Settings):
+        component = "nested"
+        data: Limits = section(Limits)
+        train_limit: int | None = option(None, help="two")
+
+    @dataclass(frozen=True)
+    class Switches(Settings):
+        component = "switches"
+        verbose: bool = option(False, help="a switch")
+        no_verbose: int = option(0, help="clashes with --verbose's own --no-verbose")
+
+    with pytest.raises(ValueError, match=r"flag --train-limit twice \(data.train_limit and train_limit\)"):
+        add_options(argparse.ArgumentParser(), Nested())
+    with pytest.raises(ValueError, match=r"flag --no-verbose twice \(verbose and no_verbose\)"):
+        add_options(argparse.ArgumentParser(), Switches())
+    for command in COMMANDS.values():  # and the product's own commands have none
+        add_options(argparse.ArgumentParser(), command.settings())
+
+    @dataclass(frozen=True)
+    class Namespaced(Settings):  # the mend: the section's flags get its prefix
+        component = "namespaced"
+        data: Limits = section(Limits, flag_prefix="data")
+        train_limit: int | None = option(None, help="two")
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Namespaced())
+    cfg = read_options(Namespaced(), parser.parse_args(["--data-train-limit", "3", "--train-limit", "4"]))
+    assert (cfg.data.train_limit, cfg.train_limit) == (3, 4)
+    assert to_argv(cfg) == ["--data-train-limit", "3", "--train-limit", "4"]
+
+
+def test_every_settings_class_is_frozen_and_refuses_assignment():
+    import dataclasses
+
+    from draw_service.cli import COMMANDS
+    from draw_service.settings import Settings
+
+    seen, todo = set(), [c.settings() for c in COMMANDS.values()]
+    while todo:
+        s = todo.pop()
+        if type(s) in seen:
+            continue
+        seen.add(type(s))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            s.quiet = True  # any field: none can change after its checks ran
+        todo += [getattr(s, f.name) for f in dataclasses.fields(s) if isinstance(getattr(s, f.name), Settings)]
+    assert len(seen) >= 12
+
+    @dataclasses.dataclass
+    class Loose(Settings):  # not frozen
+        x: int = option(1, help="x")
+
+    with pytest.raises(TypeError, match="must be declared @dataclass"):
+        Loose()
+
+
+def test_num_workers_takes_a_count_or_an_elastic_range_and_the_batch_must_split_over_every_size():
+    from draw_service.cli import build_parser
+    from draw_service.train.config import RayConfig, TrainConfig
+
+    args = build_parser().parse_args(["train", "--num-workers", "1-4", "--batch-size", "120"])
+    cfg = read_options(TrainConfig(), args)
+    assert cfg.ray.num_workers == (1, 4) and cfg.ray.elastic and cfg.ray.max_workers == 4
+    assert to_argv(cfg)[to_argv(cfg).index("--num-workers") + 1] == "1-4"  # the card's command says it back
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # JSON's list comes back as the range
+    with pytest.raises(ValueError, match=r"batch size 100 does not split evenly over 3 workers .*divisible by 12"):
+        TrainConfig(ray=RayConfig(num_workers=(1, 4)))
+    with pytest.raises(ValueError, match="1 <= MIN <= MAX, got 3-2"):
+        RayConfig(num_workers=(3, 2))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--num-workers", "two"])
+    assert RayConfig(worker_resources="spot=1, pool_a=0.5").extra_resources() == {"spot": 1.0, "pool_a": 0.5}
+    for bad in ("spot", "spot=0", "CPU=2", "=1"):
+        with pytest.raises(ValueError, match="NAME=AMOUNT"):
+            RayConfig(worker_resources=bad)

@@ -4,6 +4,7 @@ import io
 
 import torch
 from PIL import Image
+from tiny import tiny_model
 
 from draw_service.model import DRAW, DRAWConfig
 from draw_service.viz import READ_COLOUR, WINDOW_COLOUR, drawing_frames, gif_bytes, sample_pictures
@@ -20,7 +21,7 @@ def test_the_animation_logged_at_every_evaluation_stays_small():
 
 def test_a_reconstruction_shows_the_read_window_in_green_and_the_write_window_in_red():
     torch.manual_seed(0)
-    model = DRAW(DRAWConfig(T=3, enc_size=16, dec_size=16, z_size=4, read_n=3, write_n=4), (1, 20, 20))
+    model = tiny_model((1, 20, 20), T=3, enc_size=16, z_size=4)
     record = model.reconstruct(torch.rand(1, 1, 20, 20), generator=torch.Generator().manual_seed(0))
     frames = drawing_frames(record, write_n=4, read_n=3, scale=6)
     assert len(frames) == 3
