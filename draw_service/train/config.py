@@ -32,13 +32,6 @@ def show_workers(value: int | tuple[int, int]) -> str:
     return f"{value[0]}-{value[1]}" if isinstance(value, tuple) else str(value)
 
 
-def _lcm(values: range) -> int:
-    out = 1
-    for v in values:
-        out = out * v // math.gcd(out, v)
-    return out
-
-
 @dataclass(frozen=True)
 class RayConfig(Settings):
     """How one training run uses Ray Train (for a search: each trial's run)."""
@@ -169,7 +162,7 @@ class TrainConfig(Settings):
             sizes = self.ray.world_sizes()
             raise ValueError(f"batch size {self.batch_size} does not split evenly over {uneven[0]} workers"
                              + (f" (--num-workers {show_workers(self.ray.num_workers)} may train with any of "
-                                f"{sizes.start}..{sizes.stop - 1}: a batch size divisible by {_lcm(sizes)} splits "
+                                f"{sizes.start}..{sizes.stop - 1}: a batch size divisible by {math.lcm(*sizes)} splits "
                                 f"over all)" if self.ray.elastic else ""))
 
     def with_absolute_paths(self) -> TrainConfig:

@@ -81,7 +81,7 @@ class Meter:
         self.terms = torch.zeros(len(TERMS), dtype=torch.float64, device=device)  # since the last report
         self.loss_logged = torch.zeros((), dtype=torch.float64, device=device)  # since the last loss log
         self.steps = self.steps_logged = 0
-        self.train_s = train_s  # the run's training time, resumed runs included
+        self.resumed_s = train_s  # the training time of the run before this invocation
         self.budget_s = 0.0  # this invocation's training time, which --time-limit bounds
         self.data_wait_s = 0.0
         self.since = self.started = time.perf_counter()
@@ -91,6 +91,11 @@ class Meter:
         self.loss_logged += terms[0]
         self.steps += 1
         self.steps_logged += 1
+
+    @property
+    def train_s(self) -> float:
+        """The run's training time up to the last report, resumed runs included."""
+        return self.resumed_s + self.budget_s
 
     def budget_used_s(self) -> float:
         return self.budget_s + time.perf_counter() - self.started
@@ -105,7 +110,6 @@ class Meter:
     def pause(self) -> dict[str, float]:
         """At a report: the mean of each term and the throughput since the last one; the clock stops."""
         now = time.perf_counter()
-        self.train_s += now - self.started
         self.budget_s += now - self.started
         elapsed = now - self.since
         means = dict(zip(TERMS, (self.terms / self.steps).tolist()))

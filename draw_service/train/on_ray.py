@@ -96,17 +96,13 @@ class RaySession:
         name = RunDir.checkpoint_name(state["step"])
         # Ray ranks checkpoints by this for retention: the bound where one was measured, else the worst.
         ranked = {**metrics, KEEP_SCORE: metrics.get("nll_bound", math.inf)}
-        if self.checkpoint_upload == "async":
-            # Ray uploads the folder on a thread of its own, registers the checkpoint once it is whole, and
-            # then removes the folder; a reader of the run's folder passes over an upload cut short.
-            folder = tempfile.mkdtemp(prefix="draw-checkpoint-")
-            checkpoint.save(state, folder)
-            ray.train.report(ranked, checkpoint=ray.train.Checkpoint.from_directory(folder), checkpoint_dir_name=name,
-                             checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                checkpoint.save(state, tmp)
-                ray.train.report(ranked, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+        # Ray removes the folder once it is uploaded: in the report (sync), or on a thread of its own (async),
+        # registering the checkpoint once it is whole; a reader of the run's folder passes over an upload cut short.
+        folder = tempfile.mkdtemp(prefix="draw-checkpoint-")
+        checkpoint.save(state, folder)
+        mode = ray.train.CheckpointUploadMode[self.checkpoint_upload.upper()]
+        ray.train.report(ranked, checkpoint=ray.train.Checkpoint.from_directory(folder), checkpoint_dir_name=name,
+                         checkpoint_upload_mode=mode, delete_local_checkpoint_after_upload=True)
         self.last_checkpoint = self.run_dir.loc.join(name).uri
 
 

@@ -103,7 +103,7 @@ def make_tuner(cfg: SearchConfig):
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, base=cfg.base.to_dict()),
                                         {"CPU": 0, "memory": 1})
     if ray.tune.Tuner.can_restore(search.loc.path, storage_filesystem=filesystem):
-        signature.verify(search)  # before Ray unpickles anything of it
+        # run_search verified the folder's state (signature.verify) before Ray started
         log.info("resuming the search %s", search.uri)
         tuner = ray.tune.Tuner.restore(search.loc.path, trainable, resume_errored=True, storage_filesystem=filesystem)
         signature.sign_stored(search, [signature.TUNER_STATE])

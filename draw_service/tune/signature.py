@@ -128,7 +128,6 @@ def make_signer(search: RunDir) -> Any:
                 self.signed.update({n: _mac(key, n, d) for n, d in fresh.items()})
             return None  # nothing of its own to save: Tune then writes no callback-state pickle
 
-    Signer.__module__ = __name__
-    Signer.__qualname__ = "Signer"
-    globals()["Signer"] = Signer  # pickled by reference (ray.tune imports lazily, so the class is made here)
+    # A class made here (ray.tune is imported only when a search runs) is pickled by value into tuner.pkl,
+    # so a new process resuming the search unpickles it without having made it first.
     return Signer(search.uri)

@@ -89,3 +89,19 @@ def test_a_planted_tuner_pickle_is_refused_in_one_line_before_ray_starts(key, tm
     assert code == 2 and err[-1].startswith("draw-service tune: error: refusing to resume the search ")
     assert "tuner.pkl is not signed" in err[-1] and not any("Traceback" in line for line in err)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_signer_tune_pickles_into_tuner_pkl_unpickles_in_a_new_process(tmp_path):
+    """A search resumed by a new driver (a resubmitted job) unpickles its callbacks from tuner.pkl before
+    anything of this package has made the Signer class."""
+    import subprocess
+    import sys
+
+    import ray.cloudpickle as cloudpickle
+
+    path = tmp_path / "signer.pkl"
+    path.write_bytes(cloudpickle.dumps(signature.make_signer(RunDir(str(tmp_path / "search")))))
+    code = f"import ray.cloudpickle as c; s = c.loads(open({str(path)!r}, 'rb').read()); print(s.search_uri)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(tmp_path / "search")
