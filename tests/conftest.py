@@ -16,6 +16,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+# Ray Train's controller looks at its workers every 2 s and for drained nodes every 5 s: a run of a few
+# seconds would spend most of its time waiting to be noticed. (Ray passes these on to its controllers.)
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+os.environ.setdefault("RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", "1")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ POOL = f"{POOL_RESOURCE}=1"
 MODEL = DRAWConfig(T=8, enc_size=64, dec_size=64, z_size=8, read_n=2, write_n=3, likelihood="auto")
 STEPS, EVERY = 240, 40
 ELASTIC_STEPS = 1000
-NOTICE_S = 6  # a spot provider's warning before the node goes (Ray polls for drains every 5 s)
+NOTICE_S = 3  # a spot provider's warning before the node goes (Ray Train polls for drains every 1 s here)
 
 
 @pytest.fixture(autouse=True)
@@ -118,22 +118,33 @@ def test_a_preempted_node_replaced_mid_run_ends_bit_for_bit_as_the_uninterrupted
     assert not differ, differ
 
 
+def look_at_the_nodes_now():
+    """Ray's autoscaling coordinator, which tells an elastic run what it may grow to, looks at the cluster's
+    nodes every 20 s; ask it to look now (as a caller that pins nodes does), so that the run shrinks and grows
+    within seconds of a node's going or coming and can be short."""
+    import ray
+
+    coordinator = ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
+    ray.get(coordinator.get_reserved_resources.remote("draw-test", recompute=True), timeout=30)
+
+
 def test_an_elastic_run_trains_on_through_a_lost_node_and_grows_back(node_pool, mnist_s3):
     """--num-workers 1-2: a node goes and none replaces it; the run goes on with one worker from its last
     checkpoint, and grows back to two when a node joins."""
     nodes = [node_pool.add(), node_pool.add()]
     out = "s3://draw/runs/nodes-elastic"
-    # Long enough for Ray to see the new node: its view of the cluster's nodes is refreshed every 20 s.
-    # (and with the upload of each checkpoint on Ray's own thread)
+    # (with the upload of each checkpoint on Ray's own thread)
     cfg = config(mnist_s3, out, workers=(1, 2), max_failures=0, resize_check_s=2.0,
                  checkpoint_upload="async").replace(steps=ELASTIC_STEPS)
     thread, outcome = in_background(cfg)
     wait_for(lambda: registered_step("draw/runs/nodes-elastic") >= EVERY, 240, "the first checkpoint",
              alive=thread.is_alive)
     node_pool.remove(nodes[1], preempted=True, notice_s=NOTICE_S)
+    look_at_the_nodes_now()
     shrunk = wait_for(lambda: [s for s, m in reports(out).items() if m["world_size"] == 1], 240,
                       "a report from one worker", alive=thread.is_alive)
     node_pool.add()
+    look_at_the_nodes_now()
     thread.join(timeout=400)
     assert not thread.is_alive() and "error" not in outcome, outcome
     sizes = {s: m["world_size"] for s, m in sorted(reports(out).items())}

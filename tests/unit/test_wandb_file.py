@@ -1,6 +1,7 @@
 """Reading W&B's transaction log while W&B may still be writing it (a run's report must be on disk before
 its file is copied into storage: `tracking.py`)."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,13 @@ def run_file(tmp_path_factory) -> Path:
     for step in (10, 20, 30):
         run.log({"nll_bound": 100.0 - step, "padding": "x" * 20_000}, step=step)  # rows across 32 KiB blocks
     run.finish()
-    return Path(run.settings.sync_file)
+    path = Path(run.settings.sync_file)
+    # finish() returns once W&B's service has the rows, not always once it has written the last one out
+    # (CI saw {10, 20}): give it the time a report gives it in `Tracker.persist`.
+    deadline = time.monotonic() + 30
+    while wandb_file.history_steps(path) != {10, 20, 30} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return path
 
 
 def test_a_finished_run_file_holds_every_row(run_file):
