@@ -1,11 +1,11 @@
 """Reading W&B's transaction log while W&B may still be writing it (a run's report must be on disk before
 its file is copied into storage: `tracking.py`)."""
 
-import time
 from pathlib import Path
 
 import pytest
 import wandb
+from ray_runs import wait_for
 
 from draw_service import wandb_file
 
@@ -21,9 +21,7 @@ def run_file(tmp_path_factory) -> Path:
     path = Path(run.settings.sync_file)
     # finish() returns once W&B's service has the rows, not always once it has written the last one out
     # (CI saw {10, 20}): give it the time a report gives it in `Tracker.persist`.
-    deadline = time.monotonic() + 30
-    while wandb_file.history_steps(path) != {10, 20, 30} and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: wandb_file.history_steps(path) == {10, 20, 30}, 30, "W&B to write every row", every=0.1)
     return path
 
 
