@@ -48,6 +48,11 @@ def _with(base: list[str], **flags: Any) -> list[str]:
     return argv
 
 
+# The paper's MNIST model without attention, at the attention hour's rate: does the KL warm-up help here too?
+_MNIST_NO_ATTENTION = ["--dataset", "mnist", "--no-attention", "--validation-stride", "10", "--test-limit", "1000",
+                       "--epochs", "1000", "--lr", "4e-3", "--warmup-steps", "200", "--compile", "--compile-steps", "4",
+                       "--eval-every", "100", "--no-wandb", "--quiet"]
+
 SETS: dict[str, dict[str, list[str]]] = {
     "cifar10": {
         # the likelihood, on the shipped model's architecture
@@ -62,6 +67,10 @@ SETS: dict[str, dict[str, list[str]]] = {
         "scale-hidden512": _with(_COLOUR, likelihood="logistic-scale", enc_size=512, dec_size=512),
         "scale-no-attention": _with(_COLOUR, likelihood="logistic-scale", attention=False),
         "scale-klw": _with(_COLOUR, likelihood="logistic-scale", kl_warmup_steps=400),
+    },
+    "mnist-no-attention": {
+        "lr4e-3": _MNIST_NO_ATTENTION,
+        "lr4e-3-klw600": _with(_MNIST_NO_ATTENTION, kl_warmup_steps=600),
     },
 }
 

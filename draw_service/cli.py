@@ -8,6 +8,7 @@ the dataclasses, so a new setting appears here without a line of this file chang
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -53,8 +54,25 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without its surprises: no abbreviations (`--epoch 3` is not `--epochs 3`), and a word a
+    command does not know is named by that command's own usage, with the closest option it has."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse's own signature
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:  # a command's parser: it knows every option there is
+            word = extras[0].split("=", 1)[0]
+            known = [s for action in self._actions for s in action.option_strings]
+            close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word.startswith("-") else []
+            self.error(f"unrecognized argument {word!r}" + (f"; did you mean {close[0]}?" if close else ""))
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="draw-service", description=__doc__.splitlines()[0])
+    parser = Parser(prog="draw-service", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)

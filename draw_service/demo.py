@@ -31,7 +31,7 @@ class DemoConfig(Settings):
     eval_every: int = option(300, min=1, help="steps between evaluations (an ASHA rung each)")
     batch_size: int = option(64, min=1, cli=False, help="batch size of every trial")
     concurrent: int = option(2, min=1, cli=False, help="trials at once")
-    port: int = option(8000, min=1, help="the HTTP service's port")
+    port: int = option(8000, min=1, max=65535, help="the HTTP service's port")
     keep_serving: bool = option(False, help="keep the endpoint up until Ctrl-C")
     wandb: bool = option(False, help="log the trials to W&B (offline files)")
 

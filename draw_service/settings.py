@@ -27,17 +27,17 @@ S = TypeVar("S", bound="Settings")
 
 def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | tuple[str, ...] | None = None,
            choices: tuple | None = None, min: float | None = None, above: float | None = None,
-           parse: Callable[[str], Any] | None = None, show: Callable[[Any], str] | None = None,
-           metavar: str | None = None, cli: bool = True, required: bool = False,
-           factory: Callable[[], Any] | None = None) -> Any:
+           max: float | None = None, parse: Callable[[str], Any] | None = None,
+           show: Callable[[Any], str] | None = None, metavar: str | None = None, cli: bool = True,
+           required: bool = False, factory: Callable[[], Any] | None = None) -> Any:
     """A setting: its default, its help text, and what values are valid.
 
-    `min` (>=) and `above` (>) bound numbers, `choices` lists the allowed values, `flag` overrides the
+    `min` (>=), `above` (>) and `max` (<=) bound numbers, `choices` lists the allowed values, `flag` overrides the
     generated `--field-name`, `parse` reads a command-line string (`show` writes one back), `cli=False` keeps
     it off the CLI and
     `required` makes the command line insist on it (its default is then None until it is given).
     """
-    meta = {"help": help, "flag": flag, "choices": choices, "min": min, "above": above, "parse": parse,
+    meta = {"help": help, "flag": flag, "choices": choices, "min": min, "above": above, "max": max, "parse": parse,
             "show": show, "metavar": metavar, "cli": cli, "required": required}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -45,12 +45,20 @@ def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | tuple[s
 
 
 def section(factory: Callable[[], Settings], *, title: str | None = None, cli: bool = True,
-            flag_prefix: str = "") -> Any:
+            flag_prefix: str = "", retold: dict[str, str | None] | None = None) -> Any:
     """A nested component's settings; on the command line, an argument group headed `title`. With
     `flag_prefix` its flags are namespaced: `flag_prefix="prepare"` turns `train_limit` into
-    `--prepare-train-limit` (for a section whose names would clash with another's)."""
+    `--prepare-train-limit` (for a section whose names would clash with another's). `retold` gives some of
+    its fields the help they have in this context (a search's `--out` is the search's folder, not a run's),
+    or, with None, keeps them off this command line (they keep their defaults)."""
     return dataclasses.field(default_factory=factory, metadata={"title": title, "cli": cli, "section": True,
-                                                                "flag_prefix": flag_prefix})
+                                                                "flag_prefix": flag_prefix, "retold": retold or {}})
+
+
+def _cli_fields(settings: Settings, retold: typing.Mapping[str, str | None]) -> list[tuple[dataclasses.Field, str]]:
+    """The fields of `settings` on the command line, each with its help text there."""
+    return [(f, retold.get(f.name, f.metadata.get("help"))) for f in dataclasses.fields(settings)  # type: ignore[arg-type]
+            if f.metadata.get("cli", True) and not (f.name in retold and retold[f.name] is None)]
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -163,6 +171,9 @@ def _check_value(name: str, value: Any, hint: Any, meta: typing.Mapping[str, Any
         raise ValueError(f"{name} must be >= {low}{kind}, got {value!r}")
     if above is not None and not value > above:
         raise ValueError(f"{name} must be > {above}, got {value!r}")
+    high = meta.get("max")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
 
 
 # --- the command line --------------------------------------------------------------------------------
@@ -180,15 +191,14 @@ def _flag_prefix(section_field: dataclasses.Field, outer: str) -> str:
     return outer + (inner + "-" if inner else "")
 
 
-def flag_owners(settings: Settings, _prefix: str = "", _flags: str = "") -> dict[str, list[str]]:
+def flag_owners(settings: Settings, _prefix: str = "", _flags: str = "",
+                _retold: typing.Mapping[str, str | None] | None = None) -> dict[str, list[str]]:
     """Every command-line flag of `settings` and its sections → the fields (dotted paths) that declare it."""
     owners: dict[str, list[str]] = {}
-    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
-        if not f.metadata.get("cli", True):
-            continue
+    for f, _ in _cli_fields(settings, _retold or {}):
         if f.metadata.get("section"):
             for flag, names in flag_owners(getattr(settings, f.name), _prefix + f.name + ".",
-                                           _flag_prefix(f, _flags)).items():
+                                           _flag_prefix(f, _flags), f.metadata["retold"]).items():
                 owners.setdefault(flag, []).extend(names)
             continue
         flags = list(flags_of(f, _flags))
@@ -210,19 +220,18 @@ def check_flags(settings: Settings) -> None:
 
 
 def add_options(parser: argparse.ArgumentParser, settings: Settings, title: str | None = None,
-                _prefix: str = "", _flags: str = "") -> None:
+                _prefix: str = "", _flags: str = "", _retold: typing.Mapping[str, str | None] | None = None) -> None:
     """Arguments for every CLI field of `settings` and its sections, with its values as defaults."""
     if not _prefix:
         check_flags(settings)
     group = parser.add_argument_group(title) if title else parser
     hints = _hints(type(settings))
-    shown = [f for f in dataclasses.fields(settings) if f.metadata.get("cli", True)]  # type: ignore[arg-type]
-    for f in shown:  # this component's own options first, then its sections' groups
+    shown = _cli_fields(settings, _retold or {})
+    for f, help_text in shown:  # this component's own options first, then its sections' groups
         if f.metadata.get("section"):
             continue
         value = getattr(settings, f.name)
         tp, optional = _unwrap_optional(hints[f.name])
-        help_text = f.metadata["help"]
         kw: dict[str, Any] = {"dest": _prefix + f.name, "default": value}
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
@@ -238,37 +247,35 @@ def add_options(parser: argparse.ArgumentParser, settings: Settings, title: str 
                 help_text += f" (default {_as_text(value, f.metadata)})"
         kw["help"] = help_text.replace("%", "%%")
         group.add_argument(*flags_of(f, _flags), **kw)
-    for f in shown:
+    for f, _ in shown:
         if f.metadata.get("section"):
             add_options(parser, getattr(settings, f.name), f.metadata.get("title") or f.name, _prefix + f.name + ".",
-                        _flag_prefix(f, _flags))
+                        _flag_prefix(f, _flags), f.metadata["retold"])
 
 
-def read_options(settings: S, args: argparse.Namespace, _prefix: str = "") -> S:
+def read_options(settings: S, args: argparse.Namespace, _prefix: str = "",
+                 _retold: typing.Mapping[str, str | None] | None = None) -> S:
     """`settings` with every CLI field taken from parsed `args` (built by `add_options`); validated."""
     changes = {}
-    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
-        if not f.metadata.get("cli", True):
-            continue
+    for f, _ in _cli_fields(settings, _retold or {}):
         dest = _prefix + f.name
         if f.metadata.get("section"):
-            changes[f.name] = read_options(getattr(settings, f.name), args, dest + ".")
+            changes[f.name] = read_options(getattr(settings, f.name), args, dest + ".", f.metadata["retold"])
         else:
             changes[f.name] = getattr(args, dest)
     return dataclasses.replace(settings, **changes)  # type: ignore[type-var]
 
 
-def to_argv(settings: Settings, defaults: Settings | None = None, _flags: str = "") -> list[str]:
+def to_argv(settings: Settings, defaults: Settings | None = None, _flags: str = "",
+            _retold: typing.Mapping[str, str | None] | None = None) -> list[str]:
     """The command-line options that turn `defaults` (default: a fresh instance) into `settings`: the exact
     command behind a configuration, for model cards and logs."""
     defaults = defaults if defaults is not None else type(settings)()
     argv: list[str] = []
-    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
-        if not f.metadata.get("cli", True):
-            continue
+    for f, _ in _cli_fields(settings, _retold or {}):
         value, default = getattr(settings, f.name), getattr(defaults, f.name)
         if f.metadata.get("section"):
-            argv += to_argv(value, default, _flag_prefix(f, _flags))
+            argv += to_argv(value, default, _flag_prefix(f, _flags), f.metadata["retold"])
         elif value != default:
             flag = flags_of(f, _flags)[0]
             if isinstance(value, bool):

@@ -12,7 +12,6 @@ import hashlib
 import io
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,14 +109,17 @@ class Tracker:
         if self.wandb_run is None or not self.run_dir.loc.is_s3:
             return
         if wait_for_step is not None:
-            log_file = Path(self.wandb_run.settings.sync_file)
-            deadline = time.monotonic() + wait_s
-            while wait_for_step not in wandb_file.history_steps(log_file):
-                if time.monotonic() > deadline:
-                    log.warning("W&B has not written step %d into %s after %.0f s; copying what it has",
-                                wait_for_step, log_file, wait_s)
-                    break
-                time.sleep(0.1)
+            self._wait_for_wandb(lambda path: wait_for_step in wandb_file.history_steps(path),
+                                 f"step {wait_for_step}", wait_s)
+        self._copy_wandb_files()
+
+    def _wait_for_wandb(self, written, what: str, wait_s: float) -> None:
+        """Wait until `written(transaction log)`; after `wait_s`, say so and go on with what W&B has."""
+        log_file = Path(self.wandb_run.settings.sync_file)
+        if not wandb_file.wait_until(log_file, written, wait_s):
+            log.warning("W&B has not written %s into %s after %.0f s; copying what it has", what, log_file, wait_s)
+
+    def _copy_wandb_files(self) -> None:
         written = self.folder / "wandb"  # W&B writes under <dir>/wandb/: <out>/wandb/ as for a local run
         for path in written.rglob("*"):
             if not path.is_file() or path.is_symlink():
@@ -135,5 +137,8 @@ class Tracker:
     def finish(self) -> None:
         if self.wandb_run is not None:
             self.wandb_run.finish()
-            self.persist()
+            if self.run_dir.loc.is_s3:
+                # finish() can return before W&B has written the run's last records (its summary, its end)
+                self._wait_for_wandb(wandb_file.ended, "the run's end", 30.0)
+                self._copy_wandb_files()
             self.wandb_run = None

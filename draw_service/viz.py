@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 
@@ -87,9 +88,16 @@ def sample_pictures(model, n: int, generator: torch.Generator | None = None, tem
     as W&B and the run's media folder keep one per evaluation."""
     images, record = model.sample(n, generator=generator, temperature=temperature, record=True)
     write_n = model.config.write_n if model.config.attention else None
+    return grid_image(images), gif_bytes(drawing_frames(thinned(record, animate, max_frames), write_n, scale=2))
+
+
+def thinned(record: DrawingRecord, images: int, max_frames: int) -> DrawingRecord:
+    """The drawing of the first `images` images only, at most `max_frames` of its steps: every k-th step,
+    ending on the finished drawing. (An animation's size grows with both: 64 images over 64 steps make a
+    GIF of several MB.)"""
     T = record.canvases.shape[0]
-    steps = sorted(set(range(T - 1, -1, -math.ceil(T / max_frames))))  # ends on the finished drawing
-    record.canvases = record.canvases[steps, :animate]
-    if record.write_windows is not None:
-        record.write_windows = type(record.write_windows)(*(f[steps, :animate] for f in record.write_windows))
-    return grid_image(images), gif_bytes(drawing_frames(record, write_n, scale=2))
+    steps = sorted(set(range(T - 1, -1, -math.ceil(T / max_frames))))
+    canvases = record.canvases[steps, :images]
+    windows = [None if w is None else type(w)(*(f[steps, :images] for f in w))
+               for w in (record.write_windows, record.read_windows)]
+    return dataclasses.replace(record, canvases=canvases, write_windows=windows[0], read_windows=windows[1])

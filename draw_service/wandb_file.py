@@ -2,7 +2,8 @@
 
 W&B writes a run's records there from its own process, a moment after `run.log` returns and later still on a
 busy machine. A run that may be killed next (a search trial that ASHA stops at its first rung) must know its
-report is in the file before it copies the file into storage; `tracking.py` asks `history_steps`.
+report is in the file before it copies the file into storage, and a finished run that its end is;
+`tracking.py` waits for `history_steps` and `ended`.
 
 The file is a LevelDB-style log: a 7-byte `:W&B` header, then 32 KiB blocks of CRC-framed chunks, each a
 protobuf `Record` or a piece of one. wandb parses it in its Go core, so it is framed here and wandb's own
@@ -12,7 +13,8 @@ protobuf classes decode each record. A file still being written ends in a partia
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2 as pb
@@ -61,3 +63,22 @@ def history_steps(path: Path) -> set[int]:
         return {r.history.step.num for r in records(path) if r.WhichOneof("record_type") == "history"}
     except FileNotFoundError:
         return set()
+
+
+def ended(path: Path) -> bool:
+    """Whether the run's exit record, which `run.finish()` writes after the run's last rows and summary, is
+    in the file."""
+    try:
+        return any(r.WhichOneof("record_type") == "exit" for r in records(path))
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(path: Path, written: Callable[[Path], bool], timeout_s: float, every_s: float = 0.1) -> bool:
+    """Poll `written(path)` until true (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not written(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)
+    return True

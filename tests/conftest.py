@@ -121,6 +121,14 @@ def mnist_s3(s3, tmp_path_factory):
     return uri
 
 
+@pytest.fixture(scope="session")
+def svhn_root(tmp_path_factory, mnist):
+    """SVHN as its .mat files (SVHN itself cannot be had here: MNIST digits in SVHN's format)."""
+    from svhn_files import write_svhn_mat
+
+    return write_svhn_mat(tmp_path_factory.mktemp("svhn-root"), mnist)
+
+
 def pytest_collection_modifyitems(items):
     """Everything under tests/integration/ is an integration test: `pytest -m "not integration"` runs the
     fast unit tests alone. Tests marked `last` run after all others (they check what the others left)."""

@@ -34,6 +34,14 @@ def wait_for(condition, timeout: float, what: str, alive=None, every: float = 0.
     return value
 
 
+def train_workers_on(node_id: str) -> list:
+    """Ray Train's live worker actors on a node."""
+    from ray.util.state import list_actors
+
+    return list_actors(filters=[("node_id", "=", node_id), ("state", "=", "ALIVE"),
+                                ("class_name", "=", "RayTrainWorker")], raise_on_missing_output=False)
+
+
 POOL_RESOURCE = "draw_test_pool"  # a custom resource only the worker nodes a test adds have
 
 
@@ -51,7 +59,13 @@ class NodePool:
 
     def remove(self, node, preempted: bool = True, notice_s: int = 0) -> None:
         """Take a node away; `preempted` first drains it as a spot provider does (Ray counts what follows as
-        a preemption, not a failure), `notice_s` seconds before the node goes."""
+        a preemption, not a failure), `notice_s` seconds before the node goes.
+
+        Ray Train ends a run's workers on a drained node when the drain's deadline passes, and restarts the run
+        from its checkpoint. The node is taken away once they have gone, as a provider's reclaim lands a moment
+        after the deadline it announced: were it to vanish first, a surviving worker's broken all-reduce could
+        reach Ray's controller before the news of the lost node, and be counted as a failure (a race inside
+        Ray 2.60 that a slow CI machine loses)."""
         import time
 
         import ray
@@ -64,6 +78,8 @@ class NodePool:
                 "DRAIN_NODE_REASON_PREEMPTION"), "spot instance reclaimed (test)", deadline_ms)
             assert accepted, why
             time.sleep(notice_s)
+            wait_for(lambda: not train_workers_on(node.node_id), 60, "Ray Train to end its workers on the "
+                     "drained node after the deadline", every=0.5)
         self.cluster.remove_node(node, allow_graceful=False)
         self.nodes.remove(node)
 

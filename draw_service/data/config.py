@@ -26,11 +26,15 @@ class DataConfig(Settings):
                                                    "0 evaluates on the test split")
 
     def with_absolute_paths(self) -> DataConfig:
-        """The same data for a process that runs elsewhere: a local dataset path made absolute; names stay."""
+        """The same data for a process that runs elsewhere: a local dataset path made absolute; names stay (and
+        a bare word that is no name is refused here, before a cluster is asked to load it)."""
         from .. import storage
-        from .sources import NAMES
+        from .sources import NAMES, check_name
 
-        return self if self.dataset in NAMES else self.replace(dataset=storage.absolute(self.dataset))
+        check_name(self.dataset)
+        if self.dataset.lower().replace("-", "_") in NAMES:
+            return self
+        return self.replace(dataset=storage.absolute(self.dataset))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ downloads into it where it can and reads what is already there where it cannot.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from dataclasses import dataclass
@@ -96,10 +97,22 @@ def load_source(spec: str, root: str | Path | None = None, image_size: tuple[int
         return load_npz(path)
     if path.is_dir():
         return load_folder(path, image_size)
-    raise DatasetError(
-        f"unknown dataset {spec!r}: use one of {', '.join(NAMES)}, a keras-style .npz file "
-        f"(x_train, y_train, x_test, y_test), or a folder of images"
+    raise unknown_dataset(spec)
+
+
+def unknown_dataset(spec: str) -> DatasetError:
+    close = difflib.get_close_matches(spec.lower().replace("-", "_"), NAMES, n=1)
+    return DatasetError(
+        f"unknown dataset {spec!r}{f' (did you mean {close[0]}?)' if close else ''}: use one of {', '.join(NAMES)}, "
+        f"a keras-style .npz file (x_train, y_train, x_test, y_test), or a folder of images"
     )
+
+
+def check_name(spec: str) -> None:
+    """What a driver can tell of a dataset its workers will load: a bare word must be one of the names (a
+    path may exist only on the workers' nodes, so paths are theirs to find)."""
+    if spec.lower().replace("-", "_") not in NAMES and "/" not in spec and not spec.endswith(".npz"):
+        raise unknown_dataset(spec)
 
 
 def _download_failed(what: str, root: Path, err: Exception, layout: str) -> DatasetError:

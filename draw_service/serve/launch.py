@@ -66,7 +66,9 @@ def deploy(opts: ServeConfig) -> str:
         raise ValueError(f"port {opts.port} was asked for, but Serve already runs on this Ray cluster at port "
                          f"{running[1]}; deploy there (--port {running[1]}) or shut it down first (`serve shutdown`)")
     scaling = ({"autoscaling_config": {"min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas,
-                                       "target_ongoing_requests": opts.target_ongoing_requests}}
+                                       "target_ongoing_requests": opts.target_ongoing_requests,
+                                       "upscale_delay_s": opts.upscale_delay_s,
+                                       "downscale_delay_s": opts.downscale_delay_s}}
                if opts.max_replicas else {"num_replicas": opts.replicas})
     app = DRAWService.options(
         max_ongoing_requests=opts.max_ongoing_requests,

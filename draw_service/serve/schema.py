@@ -11,8 +11,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from .config import ServeSettings
+
 MAX_SEED = 2**53 - 1  # the largest integer every JSON reader holds exactly
 STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def widest(setting: str) -> int:
+    """The largest value a ServeSettings limit may be set to (its option's `max`)."""
+    return ServeSettings.__dataclass_fields__[setting].metadata["max"]
 
 
 def _integral(value: object) -> object:
@@ -29,7 +36,7 @@ class SampleRequest(BaseModel):
 
     model_config = STRICT
 
-    n: Int = Field(16, ge=1, le=1024, description="how many images (at most the deployment's max_n)")
+    n: Int = Field(16, ge=1, le=widest("max_n"), description="how many images (at most the deployment's max_n)")
     seed: Seed | None = Field(None,
                               description="same seed, same images (as `draw-service sample --seed`); omitted: a "
                                          "random seed, returned in the answer")
@@ -44,7 +51,8 @@ class AnimateRequest(BaseModel):
 
     model_config = STRICT
 
-    n: Int = Field(16, ge=1, le=256, description="how many images to draw side by side (at most max_n_animate)")
+    n: Int = Field(16, ge=1, le=widest("max_n_animate"),
+                   description="how many images to draw side by side (at most max_n_animate)")
     seed: Seed | None = None
     temperature: float = Field(1.0, gt=0, le=10)
 
@@ -55,8 +63,10 @@ class ScoreRequest(BaseModel):
 
     model_config = STRICT
 
-    images: list = Field(description="pixel values in [0, 1], nested (n, channels, height, width); a Bernoulli "
-                                     "model scores them binarised at 0.5, the 8-bit ones at the nearest 8-bit value")
+    # Numbers all the way down, strictly: a JSON `false` is not a pixel of 0 (the shape is checked after).
+    images: list[list[list[list[float]]]] = Field(
+        description="pixel values in [0, 1], nested (n, channels, height, width); a Bernoulli model scores them "
+                    "binarised at 0.5, the 8-bit ones at the nearest 8-bit value")
 
 
 class ImageScore(BaseModel):
@@ -78,7 +88,7 @@ class ReconstructRequest(BaseModel):
 
     model_config = STRICT
 
-    image: list = Field(description="pixel values in [0, 1], nested (channels, height, width)")
+    image: list[list[list[float]]] = Field(description="pixel values in [0, 1], nested (channels, height, width)")
 
 
 class SampleResponse(BaseModel):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from ..data.batches import eval_batches
 from ..model import DRAW
 from ..model.likelihood import bits_per_dim
 from ..settings import Settings, option
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -97,6 +100,10 @@ def evaluate_command(cfg: EvaluateConfig) -> dict[str, Any]:
         raise checkpoint.CheckpointError(f"{cfg.checkpoint} does not say which data it was trained on: "
                                          f"pass --dataset")
     data_cfg = DataConfig.from_dict(trained_on or {})
+    held_out = cfg.split == "test" or (cfg.split == "validation" and bool(data_cfg.validation_stride))
+    if cfg.split == "validation" and not held_out:
+        log.warning("%s trained on every training image (no --validation-stride): its validation split, every "
+                    "10th training image, holds images it has seen; --split test is held out", cfg.checkpoint)
     stride = {"test": 0, "validation": data_cfg.validation_stride or 10, "train": data_cfg.validation_stride}
     data_cfg = data_cfg.replace(dataset=cfg.dataset or data_cfg.dataset, test_limit=cfg.limit,
                                 train_limit=cfg.limit if cfg.split == "train" else None,
@@ -115,7 +122,8 @@ def evaluate_command(cfg: EvaluateConfig) -> dict[str, Any]:
         bounds = bounds_from_sums(bound_sums(model, images, cfg.batch_size, iw_samples=cfg.iw_samples, seed=cfg.seed,
                                              device=device, progress=bar))
     dims = math.prod(model.image_shape)
-    result = {"checkpoint": cfg.checkpoint, "dataset": data.name, "split": cfg.split, "binarized": data.binarize,
+    result = {"checkpoint": cfg.checkpoint, "dataset": data.name, "split": cfg.split, "held_out": held_out,
+              "binarized": data.binarize,
               "likelihood": model.config.likelihood, "step": state["step"], **bounds,
               "bits_per_dim": bits_per_dim(bounds["nll_bound"], dims)}
     if cfg.iw_samples:

@@ -32,7 +32,11 @@ class PrepareFirst(Settings):
 class SearchConfig(Settings):
     component = "search"
 
-    base: TrainConfig = section(_base, title="each trial's training run (--out: the search's folder)")
+    base: TrainConfig = section(_base, title="each trial's training run", retold={
+        "out": "the search's folder, local or s3://...: its trials, its state and best.json; submitting the same "
+               "--out again resumes the search (a finished one says so and trains nothing)",
+        "resume": None,  # a search resumes by its --out alone
+    })
     space: str = option("svhn", choices=("svhn", "mnist-demo", "colour-cpu", "smoke"),
                         help="svhn: centred on the paper's SVHN model; mnist-demo: small models for a CPU; "
                              "colour-cpu: 32x32 colour models a CPU searches in an hour; smoke: tiny, for a check")

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 
 
+# How stale the search's state in storage may be (Tune's default: 5 minutes). A driver that dies (a head
+# pod restarted) resumes from that state: trials it finished since would train again. The state is a few KB.
+STATE_SYNC_S = 10
+
+
 def keep_credentials_off_trials() -> None:
     """Take the S3 credentials out of what Tune hands each trial (Ray offers no setting for it)."""
     from ray.tune.execution import class_cache
@@ -119,6 +124,7 @@ def make_tuner(cfg: SearchConfig):
                                     grace_period=cfg.grace_reports, reduction_factor=cfg.reduction_factor)),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
                                       failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False),
+                                      sync_config=ray.tune.SyncConfig(sync_period=STATE_SYNC_S),
                                       callbacks=[signature.make_signer(search)]),
     )
     signature.sign_stored(search, [signature.TUNER_STATE])  # written by Tuner(...) itself, straight to storage

@@ -267,6 +267,7 @@ def test_reconstruct_draws_your_image_with_both_windows(service, http):
     ("truncated", "image/png", 422, "could not be decoded"),
     (b"hello", "text/csv", 415, "image/png or application/json"),
     (json.dumps({"images": [[[[2.0]]]]}).encode(), "application/json", 422, "shape (n, 3, 12, 16)"),
+    (json.dumps({"images": [[[[False] * 16] * 12] * 3]}).encode(), "application/json", 422, "a valid number"),
 ])
 def test_uploads_are_checked_before_they_are_decoded(service, http, body, ctype, status, message):
     if body == "wrong size":

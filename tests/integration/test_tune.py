@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import point_ray_address_file_here
-from svhn_files import write_svhn_mat
 from wandb_records import history, run_info
 
 from devtools.s3_server import free_port_pairs
@@ -27,11 +26,6 @@ from draw_service.tune.config import SearchConfig
 from draw_service.tune.search import run_search
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def svhn_root(tmp_path_factory, mnist):
-    return write_svhn_mat(tmp_path_factory.mktemp("svhn-root"), mnist)
 
 
 def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray_cluster, svhn_root, monkeypatch,

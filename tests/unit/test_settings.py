@@ -28,14 +28,26 @@ def test_every_field_of_every_command_is_on_its_command_line_with_its_default():
         assert set(cli_fields(defaults)) <= dests, name
 
 
-def cli_fields(s, prefix=""):
+def cli_fields(s, prefix="", retold=None):
     for f in s.__dataclass_fields__.values():
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or (retold or {}).get(f.name, "") is None:
             continue
         if f.metadata.get("section"):
-            yield from cli_fields(getattr(s, f.name), prefix + f.name + ".")
+            yield from cli_fields(getattr(s, f.name), prefix + f.name + ".", f.metadata.get("retold"))
         else:
             yield prefix + f.name
+
+
+def test_a_section_is_told_in_its_commands_words(capsys):
+    """A search's --out is the search's folder, and a search has no --resume (its --out resumes it)."""
+    sub = build_parser()._subparsers._group_actions[0].choices
+    tune = {a.option_strings[0]: a.help for a in sub["tune"]._actions if a.option_strings}
+    train = {a.option_strings[0]: a.help for a in sub["train"]._actions if a.option_strings}
+    assert tune["--out"].startswith("the search's folder") and train["--out"].startswith("the run's folder")
+    assert "--resume" in train and "--resume" not in tune
+    with pytest.raises(SystemExit):
+        main(["tune", "--resume"])
+    assert "unrecognized argument '--resume'" in capsys.readouterr().err
 
 
 def test_train_options_land_in_the_tree():
