@@ -29,10 +29,10 @@ class DataConfig(Settings):
         """The same data for a process that runs elsewhere: a local dataset path made absolute; names stay (and
         a bare word that is no name is refused here, before a cluster is asked to load it)."""
         from .. import storage
-        from .sources import NAMES, check_name
+        from .sources import NAMES, check_name, source_key
 
         check_name(self.dataset)
-        if self.dataset.lower().replace("-", "_") in NAMES:
+        if source_key(self.dataset) in NAMES:
             return self
         return self.replace(dataset=storage.absolute(self.dataset))
 

@@ -87,7 +87,7 @@ def data_root() -> Path:
 def load_source(spec: str, root: str | Path | None = None, image_size: tuple[int, int] | None = None) -> ImageArrays:
     """A dataset by name (`mnist`, `fashion_mnist`, `svhn`, `cifar10`), `.npz` file or image folder."""
     root = Path(root) if root is not None else data_root()
-    key = spec.lower().replace("-", "_")
+    key = source_key(spec)
     if key in NAMES:
         return {"mnist": _mnist, "fashion_mnist": _mnist, "svhn": _svhn, "cifar10": _cifar10}[key](key, root)
     path = Path(spec).expanduser()
@@ -100,8 +100,13 @@ def load_source(spec: str, root: str | Path | None = None, image_size: tuple[int
     raise unknown_dataset(spec)
 
 
+def source_key(spec: str) -> str:
+    """A dataset name as NAMES spells it (`Fashion-MNIST` is `fashion_mnist`); other specs pass through."""
+    return spec.lower().replace("-", "_")
+
+
 def unknown_dataset(spec: str) -> DatasetError:
-    close = difflib.get_close_matches(spec.lower().replace("-", "_"), NAMES, n=1)
+    close = difflib.get_close_matches(source_key(spec), NAMES, n=1)
     return DatasetError(
         f"unknown dataset {spec!r}{f' (did you mean {close[0]}?)' if close else ''}: use one of {', '.join(NAMES)}, "
         f"a keras-style .npz file (x_train, y_train, x_test, y_test), or a folder of images"
@@ -111,7 +116,7 @@ def unknown_dataset(spec: str) -> DatasetError:
 def check_name(spec: str) -> None:
     """What a driver can tell of a dataset its workers will load: a bare word must be one of the names (a
     path may exist only on the workers' nodes, so paths are theirs to find)."""
-    if spec.lower().replace("-", "_") not in NAMES and "/" not in spec and not spec.endswith(".npz"):
+    if source_key(spec) not in NAMES and "/" not in spec and not spec.endswith(".npz"):
         raise unknown_dataset(spec)
 
 
