@@ -4,10 +4,9 @@ import json
 import os
 import signal
 import threading
-import time
 
 import pytest
-from ray_runs import checkpoints_in, registered_step
+from ray_runs import checkpoints_in, registered_step, wait_for
 from tiny import tiny
 
 from draw_service import storage
@@ -53,12 +52,10 @@ def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(ray_clus
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=fit(cfg)))
     thread.start()
-    deadline = time.monotonic() + 240
-    while registered_step("draw/runs/fault") < 40:  # Ray registers a reported checkpoint asynchronously
-        assert time.monotonic() < deadline and thread.is_alive(), "the run never reached step 40"
-        time.sleep(0.2)
+    # Ray registers a reported checkpoint asynchronously
+    wait_for(lambda: registered_step("draw/runs/fault") >= 40, 240, "a checkpoint at step 40", alive=thread.is_alive)
     workers = [a for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
-    assert len(workers) == 2
+    assert len(workers) == 2, f"the run is not mid-way with both workers alive: {workers}"
     os.kill(workers[1]["pid"], signal.SIGKILL)
     killed_at = registered_step("draw/runs/fault")
     thread.join(timeout=400)
@@ -119,10 +116,8 @@ def test_a_local_run_continues_on_ray_and_keeps_its_best_checkpoints(ray_cluster
     best = min(bounds, key=bounds.get)
     # Ray prunes the checkpoints it wrote (in the background); the local run's own stays as it left it.
     expected = sorted({"checkpoint_0000010", f"checkpoint_{best:07d}", "checkpoint_0000040"})
-    deadline = time.monotonic() + 30
-    while checkpoints_in("runs/local-then-ray/") != expected:
-        assert time.monotonic() < deadline, (checkpoints_in("runs/local-then-ray/"), bounds)
-        time.sleep(0.5)
+    wait_for(lambda: checkpoints_in("runs/local-then-ray/") == expected, 120,
+             f"Ray to prune the checkpoints to {expected} (bounds {bounds})", every=0.5)
     assert result["best_checkpoint"] == f"{out}/checkpoint_{best:07d}"
 
 
