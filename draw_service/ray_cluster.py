@@ -15,6 +15,8 @@ import logging
 import os
 import socket
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # read by Ray's state API before anything else
@@ -27,6 +29,37 @@ API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # read by Ray's state API before anyt
 # is waited for instead of refused) and turns a replica's dropped connection into a 500, which the
 # hostile-client guarantees of `serve/guard.py` do not allow (README, "HTTP API").
 SERVE_HIGH_THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+class ClusterRefused(UserError):
+    """The cluster has token authentication on (every cluster this project describes has) and this process
+    has no token, or another cluster's. Said in one line, without Ray's 30-line traceback, and without the
+    token."""
+
+    def __init__(self, address: str) -> None:
+        given = "the token this process has is not the cluster's" if _token_given() else "this process has no token"
+        super().__init__(
+            f"the Ray cluster at RAY_ADDRESS={address} refused this process: it has token authentication on and "
+            f"{given}; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token "
+            f"(docs/cluster.md, \"Credentials\", says where each kind of cluster keeps it)")
+
+
+def _token_given() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or os.path.exists(os.path.expanduser("~/.ray/auth_token")))
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether `err`, or anything in its chain, is the cluster refusing a missing or wrong token."""
+    from ray.exceptions import AuthenticationError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, AuthenticationError) or "InvalidAuthToken" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _free_port() -> int:
@@ -47,9 +80,13 @@ def connect(num_cpus: int | None = None) -> None:
 
         try:
             api = get_address_for_submission_client(address)
-        except Exception as err:  # noqa: BLE001 - any failure to reach it is said in one line
+            ray.init(runtime_env={"env_vars": {API_SERVER_ENV: api}})
+        except Exception as err:  # noqa: BLE001 - sorted below: a refusal, or a cluster out of reach
+            if _refused(err):
+                raise ClusterRefused(address) from None
+            if ray.is_initialized():
+                raise
             raise ConnectionError(f"cannot reach the Ray cluster at RAY_ADDRESS={address}: {err}") from err
-        ray.init(runtime_env={"env_vars": {API_SERVER_ENV: api}})
         return
     port = _free_port()
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_port=port,

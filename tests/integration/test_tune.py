@@ -3,19 +3,16 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import point_ray_address_file_here
+from ray_heads import RAY, head_env, ray_head
 from wandb_records import history, run_info
 
-from devtools.s3_server import free_port_pairs
 from draw_service import best as best_record
 from draw_service import checkpoint, storage
 from draw_service.data import shards
@@ -125,31 +122,13 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
     """`ray start --head` on free ports, then the README's command, word for word: the node has its S3
     credentials in its environment (as a pod has them from its Secret), and the job gets its
     non-secret settings with --runtime-env-json."""
-    ports = free_port_pairs(8)
-    # token authentication with a token of its own (a machine without ~/.ray/auth_token has none to find)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
+    env = head_env()
     env.pop("DRAW_DATA_ROOT", None)  # not on the node: the job is told where its data is
-    ray = str(Path(sys.executable).parent / "ray")
-    head = subprocess.Popen(
-        [ray, "start", "--head", "--block", f"--port={ports[0]}", f"--dashboard-port={ports[1]}",
-         f"--ray-client-server-port={ports[2]}", f"--dashboard-agent-listen-port={ports[3]}",
-         f"--dashboard-agent-grpc-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
-         f"--metrics-export-port={ports[6]}", f"--min-worker-port={ports[7]}", f"--max-worker-port={ports[7] + 200}",
-         "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{ports[1]}"
-    try:
-        deadline = time.monotonic() + 90
-        while subprocess.run([ray, "job", "list", "--address", address], env=env,
-                             capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not come up"
-            time.sleep(1)
+    with ray_head(env, lambda gcs: ["--num-cpus=4"]) as head:
         runtime_env = json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}})
         job = subprocess.run(
-            [ray, "job", "submit", "--address", address, "--working-dir", ".", "--runtime-env-json", runtime_env,
-             "--", "python", "jobs/tune_svhn.py", "--smoke", "--storage", "s3://draw/jobs"],
+            [RAY, "job", "submit", "--address", head.address, "--working-dir", ".", "--runtime-env-json",
+             runtime_env, "--", "python", "jobs/tune_svhn.py", "--smoke", "--storage", "s3://draw/jobs"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         log = job.stdout + job.stderr
         # the transcript, for the record (pytest -s shows it): the trial counts as they ran, and the end
@@ -173,19 +152,7 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
         record = json.loads(storage.read_bytes(f"s3://draw/{record_key}"))
         assert record["trials"] == 2 and storage.exists(checkpoint.checkpoint_file(record["checkpoint"]))
         assert checkpoint.load_model(record["checkpoint"])[0].image_shape == (3, 32, 32)
-    finally:
-        # `ray stop` would also stop this test session's own cluster: end just this head's processes,
-        # and point Ray's address file back at the session's cluster (or remove it).
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        from ray._private.utils import get_ray_address_file
 
-        Path(get_ray_address_file(None)).unlink(missing_ok=True)
-        point_ray_address_file_here()
 
 
 TWO_RUNS = """

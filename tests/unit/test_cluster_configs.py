@@ -82,6 +82,10 @@ def test_what_the_operator_does_with_them(path):
     assert gi(res["limits"]["memory"]) <= node["memory_gi"], instance
     assert int(res["limits"]["nvidia.com/gpu"]) == node["gpu"]
     assert int(gpu["rayStartParams"]["object-store-memory"]) / 2**30 <= gi(shm["emptyDir"]["sizeLimit"])
+    # The W&B key only where training runs (the GPU workers): never on the head, nor on serving pods.
+    holds_wandb_key = lambda c: any(e["name"] == "WANDB_API_KEY" for e in c.get("env", []))  # noqa: E731
+    assert not holds_wandb_key(head_container)
+    assert holds_wandb_key(container) == (doc["kind"] != "RayService")
     # S3 keys are optional, so IAM roles for service accounts work in their place.
     for c in (head_container, container):
         refs = [e["secretRef"] for e in c["envFrom"] if "secretRef" in e]
@@ -153,3 +157,61 @@ def test_the_image_is_built_on_the_pinned_ray_without_the_workspace():
     assert f"rayproject/ray:{RAY_PIN}-" in dockerfile and "pip install" in dockerfile
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "runs/", "wandb/", "demo-out/", "bench-out/"} <= set(ignored)
+
+
+def ray_clusters_described() -> list[tuple[str, dict]]:
+    """Every document under cluster/ that describes a Ray cluster: KubeRay's three kinds and `ray up` configs."""
+    found = []
+    for path in sorted(CLUSTER.rglob("*.yaml")):
+        for doc in load(path.relative_to(CLUSTER).as_posix()):
+            if doc.get("kind") in ("RayCluster", "RayJob", "RayService") or "head_node_type" in doc:
+                found.append((path.relative_to(CLUSTER).as_posix(), doc))
+    return found
+
+
+def token_auth_problems(name: str, doc: dict) -> list[str]:
+    """What leaves a described Ray cluster open to whoever reaches it (none: token authentication is on)."""
+    problems = []
+    if "kind" in doc:
+        spec = cluster_spec(doc)
+        auth = spec.get("authOptions", {})
+        if auth.get("mode") != "token":
+            problems.append(f"{name}: authOptions.mode is {auth.get('mode')!r}, not 'token'")
+        # one Secret the user makes (key auth_token), named the same in every manifest and the docs
+        if auth.get("secretName") != "draw-service-ray-token":
+            problems.append(f"{name}: authOptions.secretName is {auth.get('secretName')!r}")
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            for container in group["template"]["spec"]["containers"]:  # nothing turns it off again
+                if any(e["name"] == "RAY_AUTH_MODE" for e in container.get("env", [])):
+                    problems.append(f"{name}: container {container['name']} sets RAY_AUTH_MODE itself")
+        return problems
+    for command in (c for c in doc["head_start_ray_commands"] + doc["worker_start_ray_commands"] if "ray start" in c):
+        if not re.search(r"\bRAY_AUTH_MODE=token\b", command):
+            problems.append(f"{name}: `{command}` starts Ray without RAY_AUTH_MODE=token")
+        if "0.0.0.0" in command:
+            problems.append(f"{name}: `{command}` opens the dashboard beyond the head's localhost")
+    # the token is made on the head, printed nowhere, and reaches every worker from the head
+    made = [c for c in doc.get("head_setup_commands", []) if "get-auth-token --generate" in c]
+    if not made or not all("> /dev/null" in c for c in made):
+        problems.append(f"{name}: the head does not make its token quietly (ray get-auth-token --generate > /dev/null)")
+    if "/home/ray/.ray/auth_token" not in doc.get("cluster_synced_files", []):
+        problems.append(f"{name}: the token does not reach the workers (cluster_synced_files)")
+    return problems
+
+
+def test_every_ray_cluster_described_here_has_token_authentication_on():
+    """No cluster of ours lets anyone who reaches its dashboard run code (ShadowRay, CVE-2023-48022)."""
+    described = ray_clusters_described()
+    assert {name for name, _ in described} == {*MANIFESTS, "aws.yaml"}  # a new cluster file is checked too
+    assert [p for name, doc in described for p in token_auth_problems(name, doc)] == []
+
+
+def test_the_token_check_finds_a_cluster_left_open():
+    (job,) = load("kuberay/rayjob.yaml")
+    del job["spec"]["rayClusterSpec"]["authOptions"]
+    assert token_auth_problems("rayjob.yaml", job) == ["rayjob.yaml: authOptions.mode is None, not 'token'",
+                                                       "rayjob.yaml: authOptions.secretName is None"]
+    (aws,) = load("aws.yaml")
+    aws["worker_start_ray_commands"] = ["ray start --address=$RAY_HEAD_IP:6379"]
+    aws["head_setup_commands"] = ["ray get-auth-token --generate"]
+    assert len(token_auth_problems("aws.yaml", aws)) == 2
