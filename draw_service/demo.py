@@ -2,9 +2,11 @@
 
 A local Ray cluster; MNIST prepared into Parquet shards in a local store; a small hyperparameter search
 (Ray Tune, ASHA early stopping, one Ray Train run per trial); the best checkpoint's NLL bound on the
-test set; the best checkpoint served over HTTP by Ray Serve; samples and a drawing animation fetched
-from the endpoint into the output folder; then a clean shutdown (or, with --keep-serving, the
-endpoint stays up until Ctrl-C).
+test set; the best checkpoint served over HTTP by Ray Serve, beside the models the repository ships (one
+service, Serve's model multiplexing picks the model per request, the page has a picker); samples and a
+drawing animation fetched from the endpoint into the output folder, from the demo's model and from the
+shipped attention model; then a clean shutdown (or, with --keep-serving, the endpoint stays up until
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from .settings import Settings, option
 
 STAGES = 6
+SHOWCASE = "mnist-attention"  # the shipped model whose samples the demo fetches beside its own
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ def run(opts: DemoConfig) -> dict[str, Any]:
         "best_trial": best["trial_id"], "validation_nll_bound": round(best["nll_bound"], 2),
         "test_nll_bound": round(bound["nll_bound"], 2), "model": info["model"], "checkpoint": best["checkpoint"],
         "best_record": best["best_record"], "endpoint": url, "docs": f"{url}/docs",
-        "samples": str(out / "samples.png"), "drawing": str(out / "drawing.gif"), "wall_time": p.elapsed(),
+        "samples": str(out / "samples.png"), "drawing": str(out / "drawing.gif"), "models": info["models"],
+        **({"shipped_samples": str(out / f"samples-{SHOWCASE}.png")} if SHOWCASE in info["models"] else {}),
+        "wall_time": p.elapsed(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     p.stage(6, "Done")
@@ -146,21 +151,32 @@ def serve_and_fetch(p: Progress, opts: DemoConfig, best: dict[str, Any], out: Pa
     """Stage 5: the best checkpoint served; a sample grid and a drawing fetched over HTTP into `out`."""
     import requests
 
-    from .serve.config import ServeConfig, ServeSettings
+    from .serve.config import MODEL_HEADER, SHIPPED, ServeConfig, ServeSettings, shipped_models
     from .serve.launch import deploy
 
-    p.stage(5, "Serving the best checkpoint with Ray Serve and asking it for pictures over HTTP")
-    url = deploy(ServeConfig(best=best["best_record"], port=opts.port,
+    shipped = shipped_models()
+    p.stage(5, "Serving the best checkpoint with Ray Serve" + (f" beside the {len(shipped)} shipped models"
+                                                                 if shipped else "") +
+            " and asking it for pictures over HTTP")
+    url = deploy(ServeConfig(best=best["best_record"], models=SHIPPED if shipped else "", port=opts.port,
                              settings=ServeSettings(max_batch_size=16, batch_wait_timeout_s=0.01)))
-    grid = requests.post(f"{url}/sample", json={"n": 64, "seed": 0}, headers={"Accept": "image/png"}, timeout=120)
-    grid.raise_for_status()
-    (out / "samples.png").write_bytes(grid.content)
-    gif = requests.post(f"{url}/animate", json={"n": 16, "seed": 0}, timeout=120)
-    gif.raise_for_status()
-    (out / "drawing.gif").write_bytes(gif.content)
-    p.note(f"{url}/sample -> {out / 'samples.png'}")
-    p.note(f"{url}/animate -> {out / 'drawing.gif'}")
-    return url, requests.get(f"{url}/info", timeout=30).json()
+    fetches = [({}, "samples.png", "drawing.gif")]
+    if SHOWCASE in shipped:
+        fetches.append(({MODEL_HEADER: SHOWCASE}, f"samples-{SHOWCASE}.png", None))
+    for chosen, samples, drawing in fetches:
+        grid = requests.post(f"{url}/sample", json={"n": 64, "seed": 0}, headers={"Accept": "image/png", **chosen},
+                             timeout=120)
+        grid.raise_for_status()
+        (out / samples).write_bytes(grid.content)
+        p.note(f"{url}/sample {' '.join(f'({k}: {v})' for k, v in chosen.items())} -> {out / samples}")
+        if drawing:
+            gif = requests.post(f"{url}/animate", json={"n": 16, "seed": 0}, timeout=120)
+            gif.raise_for_status()
+            (out / drawing).write_bytes(gif.content)
+            p.note(f"{url}/animate -> {out / drawing}")
+    info = requests.get(f"{url}/info", timeout=30).json()
+    p.note(f"{url}/ offers {', '.join(info['models'])}: pick one on the page")
+    return url, info
 
 
 def demo_command(opts: DemoConfig) -> None:

@@ -62,6 +62,23 @@ def _refused(err: BaseException) -> bool:
     return False
 
 
+def resource_pairs(text: str | None, option: str) -> dict[str, float]:
+    """`NAME=AMOUNT,...` (custom Ray resources a node offers, such as a GPU type or a test's node pool) as
+    Ray's dict; CPU and GPU have options of their own."""
+    found: dict[str, float] = {}
+    for pair in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, _, amount = (part.strip() for part in pair.partition("="))
+        try:
+            value = float(amount)
+        except ValueError:
+            value = 0.0
+        if not name or value <= 0 or name in ("CPU", "GPU"):
+            raise ValueError(f"{option} must be NAME=AMOUNT pairs (amounts > 0, not CPU or GPU: those have their "
+                             f"own options) separated by commas, got {text!r}")
+        found[name] = value
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

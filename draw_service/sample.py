@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .limits import MAX_ANIMATED, MAX_IMAGES
 from .settings import Settings, option, require
 
 
@@ -14,21 +15,21 @@ class SampleConfig(Settings):
     component = "sample"
 
     checkpoint: str | None = option(None, required=True, help="checkpoint folder or file, local or s3://")
-    # As many as the HTTP service's widest limits allow (ServeSettings.max_n, max_n_animate): beyond that
-    # the decoder's canvases for every step would not fit in memory.
-    n: int = option(64, min=1, max=1024, flag="-n", help="how many images (at most 1024, 256 with --gif)")
+    n: int = option(64, min=1, max=MAX_IMAGES, flag="-n",
+                    help=f"how many images (at most {MAX_IMAGES}, {MAX_ANIMATED} with --gif)")
     out: str = option("samples.png", help="the grid picture (.png; any picture format Pillow writes)")
     gif: str | None = option(None, help="also write the drawing animation here (.gif)")
     # A GIF's size grows with images x frames: all 64 of a grid over the paper's 64 steps make 6 to 12 MB.
-    gif_images: int = option(16, min=1, max=256, help="with --gif: animate the grid's first N images")
+    gif_images: int = option(16, min=1, max=MAX_ANIMATED, help="with --gif: animate the grid's first N images")
     gif_frames: int = option(32, min=2, max=256, help="with --gif: at most N frames (every k-th step, and the last)")
     seed: int = option(0, min=0, help="same seed, same images (here and from the HTTP service)")
     temperature: float = option(1.0, above=0, help="scales the prior's standard deviation")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="where to decode")
 
     def check(self) -> None:
-        if self.gif is not None and self.n > 256:
-            raise ValueError(f"n must be <= 256 with --gif (every image's canvas at every step), got {self.n}")
+        if self.gif is not None and self.n > MAX_ANIMATED:
+            raise ValueError(f"n must be <= {MAX_ANIMATED} with --gif (every image's canvas at every step), "
+                             f"got {self.n}")
 
 
 def check_output_file(path: str, what: str, suffixes: tuple[str, ...]) -> None:

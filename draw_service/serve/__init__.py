@@ -1,1 +1,1 @@
-"""Serving: the HTTP schema (schema.py) and the Ray Serve deployment (app.py)."""
+"""Serving: the HTTP schema (schema.py), the routes (routes.py) and the Ray Serve deployment (app.py)."""

@@ -1,90 +1,107 @@
-"""The HTTP service: a Ray Serve deployment with a FastAPI ingress, its routes.
+"""The HTTP service's Ray Serve deployment: which models it offers and how a replica loads them.
 
-The replica loads one checkpoint at start (a checkpoint URI, local or S3, or a search's best record) and
-keeps the model on the GPU when it has one; `runner.py` batches the work, `uploads.py` reads images,
-`openapi.py` narrows the published schema to this deployment, `http_errors.py` says what goes wrong, and
-`guard.py` bounds every request before a route sees it (sizes, the time a body may take, the bearer
-token). `GET /` is a page to try it all; `/docs` is served from local files (no CDN).
+The service offers one model or several (checkpoint URIs, local or S3, a search's best record, the shipped
+models), chosen per request by Ray Serve's model multiplexing: the `serve_multiplexed_model_id` header
+names one, Serve routes the request to a replica that has it loaded, the replica loads it on first use
+(`DRAWService._load`) and keeps the most recently used ones, on the GPU when it has one. The routes are
+`routes.py`'s, over the replica that answers; `runner.py` batches each model's work.
 
     serve run draw_service.serve.app:build_app checkpoint=s3://bucket/runs/x/checkpoint_0010000
     serve deploy cluster/serve.yaml            # the config file; a RayService embeds the same
 """
 
 import asyncio
-import base64
+import json
 import logging
-import secrets
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-from fastapi import FastAPI, Query, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from ray import serve
 
-from .. import checkpoint
+from .. import checkpoint, storage
 from ..device import pick_device
-from ..viz import drawing_frames, gif_bytes, grid_image, png_bytes
 from . import http_errors
-from .config import ServeConfig, ServeSettings, check_batch_fits, model_source
+from .config import MODEL_HEADER, ServeConfig, ServeSettings, catalogue, check_batch_fits, model_source
 from .guard import RequestGuard, token_from_env
-from .http_errors import ApiError, json_or_png_body, over_limit, responses, wanted_format
-from .openapi import narrowed_schema
+from .http_errors import ApiError
+from .model_path import ModelPath, named_in_path
+from .routes import PAGE, Served, Service, router, swagger_assets
 from .runner import ModelRunner
-from .schema import (
-    MAX_SEED,
-    AnimateRequest,
-    ReconstructRequest,
-    SampleRequest,
-    SampleResponse,
-    ScoreRequest,
-    ScoreResponse,
-)
-from .uploads import UploadError, as_model_input, request_images
 
 log = logging.getLogger(__name__)
 
-PAGE = Path(__file__).parent / "page"
+MODELS_PER_REPLICA = 8  # loaded at once; the least recently used one makes room for another
 
-# The schema is this deployment's own (`openapi.json` below), not FastAPI's generic one.
+# The schema is this deployment's own (`/openapi.json`), not FastAPI's generic one.
 api = FastAPI(title="draw-service", version="2", docs_url=None, redoc_url=None, openapi_url=None,
               description="Images from a trained DRAW model (Gregor et al., 2015), drawn step by step; their "
                           "likelihood; the drawing of your own image.")
 api.add_middleware(RequestGuard, token=token_from_env)  # read in the replica, when it builds its middleware
+api.add_middleware(ModelPath)  # added last, so outermost: the guard sees /sample for /models/{name}/sample
 api.mount("/static/page", StaticFiles(directory=PAGE), name="page")
+if swagger_assets() is not None:
+    api.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
 http_errors.install(api)
-
-
-def _swagger_assets() -> Path | None:
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        return None
-    return Path(str(swagger_ui_path))
-
-
-if _swagger_assets() is not None:
-    api.mount("/static/swagger", StaticFiles(directory=_swagger_assets()), name="swagger")
+api.include_router(router)
 
 
 @serve.deployment(max_ongoing_requests=ServeConfig().max_ongoing_requests, user_config=ServeSettings().to_dict())
 @serve.ingress(api)
-class DRAWService:
-    def __init__(self, checkpoint_uri: str | None = None, best: str | None = None, device: str = "auto"):
-        checkpoint_uri, self.record = model_source(checkpoint_uri, best)
+class DRAWService(Service):
+    def __init__(self, checkpoint_uri: str | None = None, best: str | None = None, device: str = "auto",
+                 models: str = ""):
+        self.default, offered = catalogue(checkpoint_uri, best, models)
+        default_uri, self.record = model_source(checkpoint_uri, best)
+        self.uris = {**offered, self.default: default_uri}  # name -> checkpoint URI
         self.secured = token_from_env() is not None
         self.device = pick_device(device)
-        model, state = checkpoint.load_model(checkpoint_uri, self.device)
-        self.runner = ModelRunner(model, self.device)
-        self.model, self.shape = model, self.runner.shape
-        self.checkpoint_uri, self.step, self.metrics = checkpoint_uri, state["step"], state.get("metrics", {})
         self.settings = ServeSettings()
-        self._schema: dict | None = None
-        log.info("serving %s (step %d) on %s", checkpoint_uri, self.step, self.device)
+        self._schemas: dict[str, dict] = {}
+        self.loads: dict[str, int] = {}  # how often this replica loaded each model (/info shows it)
+        # What /models says of each, read once; the weights are loaded per request by `served` (multiplexed).
+        self.cards = {name: self._card(name, checkpoint.load(uri)) for name, uri in self.uris.items()}
+        log.info("serving %s (default %s) on %s", ", ".join(self.uris), self.default, self.device)
+
+    def _card(self, name: str, state: dict[str, Any]) -> dict[str, Any]:
+        config, shape = checkpoint.model_config(state, self.uris[name])
+        data = (state.get("train_config") or {}).get("data") or {}
+        return {"name": name, "default": name == self.default, "dataset": data.get("dataset"),
+                "likelihood": config.likelihood, "model": config.to_dict(),
+                "image_shape": list(shape), "step": state["step"],
+                "metrics": {k: v for k, v in state.get("metrics", {}).items() if isinstance(v, (int, float, str))},
+                "evaluation": _evaluation(self.uris[name])}
+
+    @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
+    async def _load(self, name: str) -> Served:
+        uri = self.uris[name]
+        model, state = await asyncio.get_running_loop().run_in_executor(None, checkpoint.load_model, uri,
+                                                                        self.device)
+        self.loads[name] = self.loads.get(name, 0) + 1  # Serve's multiplexer loads a model once at a time
+        log.info("loaded model %s from %s (step %d)", name, uri, state["step"])
+        return Served(name, uri, ModelRunner(model, self.device), state["step"], state.get("metrics", {}))
+
+    async def served(self) -> Served:
+        """The model this request asks for (Serve's `serve_multiplexed_model_id` header; the default without
+        one), loaded, its batching up to date."""
+        in_header, in_path = serve.get_multiplexed_model_id(), named_in_path()
+        if in_header and in_path and in_header != in_path:
+            raise ApiError(422, "model_conflict", f"the path names the model {in_path[:64]!r} but the "
+                                                  f"{MODEL_HEADER} header names {in_header[:64]!r}; name one",
+                           ("header", MODEL_HEADER))
+        name = in_path or in_header or self.default
+        if name not in self.uris:  # a name is only looked up, never opened: '../x' or 's3://...' is just unknown
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            raise ApiError(404, "unknown_model", f"no model named {shown!r} here; this service offers "
+                                                 f"{', '.join(self.uris)} (GET /models)",
+                           ("path", "name") if in_path else ("header", MODEL_HEADER))
+        self.loads[name] = self.loads.get(name, 0)  # counted in _load; here so that /info shows 0 before
+        served = await self._load(name)
+        if served.settings is not self.settings:
+            served.runner.set_batching(self.settings)
+            served.settings = self.settings
+        return served
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         settings = ServeSettings.from_dict(user_config)
@@ -92,128 +109,21 @@ class DRAWService:
         max_ongoing = getattr(getattr(ctx, "_deployment_config", None), "max_ongoing_requests", None)
         if max_ongoing is not None:
             check_batch_fits(settings.max_batch_size, max_ongoing)
-        self.settings = settings
-        self._schema = None  # its limits are the settings'
-        self.runner.set_batching(settings)
+        self.settings = settings  # each model's runner takes it up with its next request
+        self._schemas = {}  # their limits are the settings'
 
-    def _images(self, request_body: bytes, content_type: str, model: type[BaseModel], field: str,
-                max_n: int) -> np.ndarray:
-        try:
-            return request_images(request_body, content_type, model, field, self.shape, max_n)
-        except UploadError as err:
-            raise ApiError(err.status, err.kind, str(err), err.loc) from None
 
-    def _draw_gif(self, record, scale: int = 3, reading: bool = False) -> bytes:
-        cfg = self.model.config
-        return gif_bytes(drawing_frames(record, cfg.write_n if cfg.attention else None, scale=scale,
-                                        read_n=cfg.read_n if cfg.attention and reading else None))
-
-    # --- HTTP ----------------------------------------------------------------------------------
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page(self):
-        return FileResponse(PAGE / "index.html", media_type="text/html")
-
-    @api.get("/openapi.json", include_in_schema=False)
-    async def openapi(self):
-        if self._schema is None:
-            self._schema = narrowed_schema(api, self.settings, self.shape, self.secured)
-        return JSONResponse(self._schema)
-
-    @api.get("/docs", include_in_schema=False)
-    async def docs(self):
-        if _swagger_assets() is None:
-            return HTMLResponse("<p>The API documentation needs the swagger-ui-bundle package; the schema is at "
-                                "<a href='/openapi.json'>/openapi.json</a>.</p>")
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="draw-service API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
-
-    @api.post("/sample", response_model=SampleResponse, responses=responses(
-        401, 406, 408, 413, 422, ok={"content": {"image/png": {}}, "description": "arrays, base64 bytes or a PNG"}))
-    async def sample(self, body: SampleRequest, request: Request):
-        """New images from the prior: JSON arrays, base64 bytes (`format: u8`), or a PNG grid."""
-        fmt = wanted_format(body.format, request.headers.get("accept"))
-        if body.n > self.settings.max_n:
-            raise over_limit("n", body.n, self.settings.max_n)
-        seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        images = await self.runner.decode_batch((body.n, seed, body.temperature))
-        if fmt == "png":
-            return Response(png_bytes(grid_image(images)), media_type="image/png", headers={"X-Seed": str(seed)})
-        answer: dict[str, Any] = {"seed": seed, "n": body.n, "shape": list(images.shape)}
-        if fmt == "u8":
-            answer["u8"] = base64.b64encode((images.numpy() * 255).round().astype(np.uint8).tobytes()).decode()
-        else:
-            answer["images"] = np.round(images.numpy().astype(np.float64), 5).tolist()
-        # A JSONResponse skips re-validating thousands of floats against the response model (documented only).
-        return JSONResponse(answer)
-
-    @api.post("/animate", responses=responses(
-        401, 408, 413, 422, ok={"content": {"image/gif": {}}, "description": "an animated GIF"}))
-    async def animate(self, body: AnimateRequest):
-        """A GIF of the canvas being drawn over the T steps, with each step's write window in red."""
-        if body.n > self.settings.max_n_animate:
-            raise over_limit("n", body.n, self.settings.max_n_animate, "animation limit")
-        seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        eps = self.runner.latents(body.n, seed, body.temperature)
-        gif = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self._draw_gif(self.runner.animate(eps)))
-        return Response(gif, media_type="image/gif", headers={"X-Seed": str(seed)})
-
-    @api.post("/score", response_model=ScoreResponse, openapi_extra=json_or_png_body(
-        ScoreRequest, "images as JSON arrays, or one PNG of the model's size as the body"),
-        responses=responses(401, 408, 413, 415, 422))
-    async def score(self, request: Request,
-                    iw_samples: int = Query(0, ge=0, le=1000, description="k > 0 adds the importance-weighted "
-                                                                          "bound with k samples (at most "
-                                                                          "max_iw_samples)"),
-                    seed: int = Query(0, ge=0, le=MAX_SEED, description="seeds the posterior samples")):
-        """The likelihood of images: per image the NLL bound (and with `iw_samples` the tighter
-        importance-weighted bound), in nats and in bits per dimension."""
-        if iw_samples > self.settings.max_iw_samples:
-            raise over_limit("iw_samples", iw_samples, self.settings.max_iw_samples, loc=("query",))
-        pixels = self._images(await request.body(), request.headers.get("content-type", ""), ScoreRequest, "images",
-                              self.settings.max_n_score)
-        x = as_model_input(pixels, self.model.config.likelihood)
-        scores = await self.runner.score_batch((x, iw_samples, seed))
-        return {"likelihood": self.model.config.likelihood, "iw_samples": iw_samples, "scores": scores}
-
-    @api.post("/reconstruct", openapi_extra=json_or_png_body(
-        ReconstructRequest, "one image as a JSON array, or one PNG of the model's size as the body"),
-        responses=responses(401, 408, 413, 415, 422, ok={"content": {"image/gif": {}},
-                                                         "description": "an animated GIF"}))
-    async def reconstruct(self, request: Request,
-                          seed: int = Query(0, ge=0, le=MAX_SEED, description="seeds the posterior samples")):
-        """A GIF of DRAW reconstructing your image step by step: the read window in green, the write window
-        in red (the paper's figure 3)."""
-        pixels = self._images(await request.body(), request.headers.get("content-type", ""), ReconstructRequest,
-                              "image", 1)
-        x = as_model_input(pixels, self.model.config.likelihood)
-        gif = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self._draw_gif(self.runner.reconstruct(x, seed), scale=6, reading=True))
-        return Response(gif, media_type="image/gif")
-
-    @api.get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
-
-    @api.get("/info", responses=responses(401))
-    async def info(self) -> dict[str, Any]:
-        """The model, how it scored, and how this replica has batched so far; where it came from (its storage
-        paths) only when the service has a bearer token, which this request then carried."""
-        stats = self.runner.stats
-        answer = {
-            "model": self.model.config.to_dict(), "image_shape": list(self.shape), "step": self.step,
-            "metrics": {k: v for k, v in self.metrics.items() if isinstance(v, (int, float, str))},
-            "device": str(self.device), "settings": self.settings.to_dict(),
-            "stats": {**stats, "batch_sizes": {str(k): v for k, v in sorted(stats["batch_sizes"].items())}},
-            "time": time.time(), "auth": self.secured,
-        }
-        if self.secured:
-            answer["checkpoint"] = self.checkpoint_uri
-            answer["search"] = {k: self.record[k] for k in ("search", "trial_id", "metric", "value", "eval_split")
-                                if k in self.record} or None
-        return answer
+def _evaluation(uri: str) -> dict[str, Any] | None:
+    """What `draw-service evaluate` wrote beside a model (its `evaluate.json`: the split, the bound, bits/dim),
+    as the shipped models carry it; None where there is none."""
+    if uri.endswith((".pt", ".json")):
+        return None
+    try:
+        found = json.loads(storage.read_bytes(storage.resolve(uri).join("evaluate.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+    keep = ("split", "count", "nll_bound", "bits_per_dim", "iw_samples", "iwae_bound", "iwae_bits_per_dim")
+    return {k: found[k] for k in keep if k in found}
 
 
 class AppArgs(BaseModel):
@@ -221,9 +131,10 @@ class AppArgs(BaseModel):
 
     checkpoint: str | None = None
     best: str | None = None
+    models: str = ""
     device: str = "auto"
 
 
 def build_app(args: AppArgs) -> serve.Application:
     """The Serve application: `serve run draw_service.serve.app:build_app best=s3://.../best.json`."""
-    return DRAWService.bind(checkpoint_uri=args.checkpoint, best=args.best, device=args.device)
+    return DRAWService.bind(checkpoint_uri=args.checkpoint, best=args.best, device=args.device, models=args.models)

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 from .guard import error_body
 
 ERRORS = {401: "a bearer token is required", 406: "the Accept header asks for a format this route cannot answer",
-          408: "the body did not arrive in time", 413: "the body or the image is too large",
+          404: "no model of that name here (GET /models lists them)", 408: "the body did not arrive in time",
+          413: "the body or the image is too large",
           415: "the body is not an image or JSON", 422: "the request is invalid"}
 
 
@@ -69,7 +70,8 @@ def responses(*statuses: int, ok: dict | None = None) -> dict:
 
 
 def json_or_png_body(model: type[BaseModel], description: str) -> dict:
-    """The request body of a route that reads it itself: the JSON model, or one PNG image."""
+    """The request body of a route that reads it itself: the JSON model, or one PNG or JPEG picture."""
     return {"requestBody": {"required": True, "description": description, "content": {
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}},
-        "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}}

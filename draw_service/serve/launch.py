@@ -38,15 +38,17 @@ def _check_port(host: str, port: int) -> None:
                              f"or choose another --port") from None
 
 
-def preflight(opts: ServeConfig) -> str:
-    """What a deployment would otherwise fail on 3 times with 200 lines of Ray traceback: the checkpoint
-    (or best record) and its storage. Returns the checkpoint's URI."""
+def preflight(opts: ServeConfig) -> dict[str, str]:
+    """What a deployment would otherwise fail on 3 times with 200 lines of Ray traceback: the model names,
+    every checkpoint (or best record) and its storage. Returns each model's checkpoint URI by name."""
     from .. import checkpoint
-    from .config import model_source
+    from .config import catalogue, model_source
 
-    uri, _ = model_source(opts.checkpoint, opts.best)
-    checkpoint.model_from_state(checkpoint.load(uri), uri)
-    return uri
+    default, offered = catalogue(opts.checkpoint, opts.best, opts.models)
+    uris = {**offered, default: model_source(opts.checkpoint, opts.best)[0]}
+    for uri in uris.values():
+        checkpoint.model_from_state(checkpoint.load(uri), uri)
+    return uris
 
 
 def deploy(opts: ServeConfig) -> str:
@@ -61,7 +63,7 @@ def deploy(opts: ServeConfig) -> str:
     running = _serving_port()
     if running is None:
         _check_port(opts.host, opts.port)
-        serve.start(http_options={"host": opts.host, "port": opts.port})
+        serve.start(proxy_location=opts.proxy_location, http_options={"host": opts.host, "port": opts.port})
     elif running[1] != opts.port:
         raise ValueError(f"port {opts.port} was asked for, but Serve already runs on this Ray cluster at port "
                          f"{running[1]}; deploy there (--port {running[1]}) or shut it down first (`serve shutdown`)")
@@ -72,9 +74,11 @@ def deploy(opts: ServeConfig) -> str:
                if opts.max_replicas else {"num_replicas": opts.replicas})
     app = DRAWService.options(
         max_ongoing_requests=opts.max_ongoing_requests,
-        ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
+        ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica,
+                           "resources": opts.extra_resources()},
         user_config=opts.settings.to_dict(), **scaling,
-    ).bind(checkpoint_uri=opts.checkpoint, best=opts.best, device="cuda" if opts.gpus_per_replica else "auto")
+    ).bind(checkpoint_uri=opts.checkpoint, best=opts.best, models=opts.models,
+           device="cuda" if opts.gpus_per_replica else "auto")
     serve.run(app, name=opts.app_name, route_prefix="/")
     host, port = _serving_port() or (opts.host, opts.port)  # what Serve actually bound
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"

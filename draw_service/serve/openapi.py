@@ -1,5 +1,7 @@
-"""The published OpenAPI schema, narrowed to one deployment: its runtime limits, its model's image shape,
-and its bearer token where it has one. Clients and Schemathesis then see exactly what the service takes."""
+"""The published OpenAPI schema, narrowed to one deployment and one of its models: the runtime limits, that
+model's image shape and name (the `serve_multiplexed_model_id` header), and the bearer token where there is
+one. Clients and Schemathesis then see exactly what the service takes; `/openapi.json` asked with the header
+gives another model's schema."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from fastapi.openapi.utils import get_openapi
 from .config import ServeSettings
 from .schema import ReconstructRequest, ScoreRequest
 
+MODEL_ROUTES = ("/sample", "/animate", "/score", "/reconstruct", "/info")  # those that serve one model
 
-def narrowed_schema(api: FastAPI, settings: ServeSettings, shape: tuple[int, int, int],
-                    secured: bool) -> dict[str, Any]:
+
+def narrowed_schema(api: FastAPI, settings: ServeSettings, shape: tuple[int, int, int], secured: bool,
+                    model: str, models: list[str], header: str) -> dict[str, Any]:
+    """The schema for `model` among `models` (the service's, the default first), picked by `header`."""
     schema = copy.deepcopy(get_openapi(title=api.title, version=api.version, description=api.description,
                                        routes=api.routes))
-    for model in (ScoreRequest, ReconstructRequest):  # bodies the handlers read themselves (JSON or PNG)
-        schema["components"]["schemas"][model.__name__] = model.model_json_schema(
+    for body in (ScoreRequest, ReconstructRequest):  # bodies the handlers read themselves (JSON or a picture)
+        schema["components"]["schemas"][body.__name__] = body.model_json_schema(
             ref_template="#/components/schemas/{model}")
     props = lambda name: schema["components"]["schemas"][name]["properties"]  # noqa: E731
     props("SampleRequest")["n"]["maximum"] = settings.max_n
@@ -34,6 +39,17 @@ def narrowed_schema(api: FastAPI, settings: ServeSettings, shape: tuple[int, int
     for op in schema["paths"]["/score"]["post"]["parameters"]:
         if op["name"] == "iw_samples":
             op["schema"]["maximum"] = settings.max_iw_samples
+    others = [m for m in models if m != model]
+    # (an empty header names no model, as none does: the default's schema takes it)
+    chooser = {"name": header, "in": "header", "required": False,
+               "schema": {"type": "string", "enum": [model, ""] if model == models[0] else [model]},
+               "description": f"the model: {model}, this schema's"
+                              + (" (the default, without the header)" if model == models[0] else "")
+                              + (f"; this service also offers {', '.join(others)}, each with its own schema "
+                                 f"(GET /openapi.json with this header)" if others else "")}
+    for path in MODEL_ROUTES:
+        for op in schema["paths"][path].values():
+            op.setdefault("parameters", []).append(chooser)
     if secured:  # say how to authenticate, on every route that needs it
         schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         for path, ops in schema["paths"].items():

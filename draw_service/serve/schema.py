@@ -2,7 +2,7 @@
 
 Strict types: `"seed": false` is not 0 and `"n": "3"` is not 3. Sizes whose limits are runtime settings
 (`ServeSettings`) are bounded here by the widest setting allowed; the published schema narrows them to
-the deployment's own limits (`app.py`).
+the deployment's own limits (`routes.py`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class AnimateRequest(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    """Images to score, as arrays (or send one PNG as the body, `Content-Type: image/png`); `iw_samples` and
+    """Images to score, as arrays (or send one PNG or JPEG of any size as the body, `Content-Type: image/png` or
+    `image/jpeg`, resized to the model's); `iw_samples` and
     `seed` are query parameters either way."""
 
     model_config = STRICT
@@ -81,10 +82,14 @@ class ScoreResponse(BaseModel):
                                         "logistic-mixture (8-bit pixels, a true likelihood in bits/dim)")
     iw_samples: int
     scores: list[ImageScore]
+    model: str = Field(description="the model that scored them (GET /models)")
+    resized_from: list[int] | None = Field(None, description="an uploaded picture's own [height, width], where it "
+                                                            "was resized to the model's; null otherwise")
 
 
 class ReconstructRequest(BaseModel):
-    """One image to reconstruct, as an array (or send a PNG as the body, `Content-Type: image/png`)."""
+    """One image to reconstruct, as an array (or send a PNG or JPEG of any size as the body, `Content-Type:
+    image/png` or `image/jpeg`, resized to the model's)."""
 
     model_config = STRICT
 

@@ -91,18 +91,9 @@ class RayConfig(Settings):
     def extra_resources(self) -> dict[str, float]:
         """`worker_resources` as Ray's dict. (Not node labels: Ray 2.60's elastic sizing counts every node's
         resources and ignores label selectors, so an elastic run would wait for workers it cannot place.)"""
-        found: dict[str, float] = {}
-        for pair in filter(None, (p.strip() for p in (self.worker_resources or "").split(","))):
-            name, _, amount = (part.strip() for part in pair.partition("="))
-            try:
-                value = float(amount)
-            except ValueError:
-                value = 0.0
-            if not name or value <= 0 or name in ("CPU", "GPU"):
-                raise ValueError(f"worker_resources must be NAME=AMOUNT pairs (amounts > 0, not CPU or GPU: those "
-                                 f"have their own options) separated by commas, got {self.worker_resources!r}")
-            found[name] = value
-        return found
+        from ..ray_cluster import resource_pairs
+
+        return resource_pairs(self.worker_resources, "worker_resources")
 
 
 @dataclass(frozen=True)

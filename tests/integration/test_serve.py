@@ -24,7 +24,9 @@ from draw_service.serve import guard
 
 CFG = tiny(T=5, dec_size=24)
 SHAPE = (3, 12, 16)
+GREY_SHAPE = (1, 8, 8)  # the second model the service offers (multiplexed): another shape, another likelihood
 REPO = Path(__file__).resolve().parents[2]
+SERVED: dict[str, str] = {}  # where the service's extra models are (for the tests that must not reach them)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,16 @@ def service(ray_cluster, s3, tmp_path_factory):
     storage.write_bytes("s3://draw/serve-test/best.json", json.dumps(
         {"search": "s3://draw/serve-test", "trial_id": "trial-a", "metric": "nll_bound", "value": 321.5,
          "eval_split": "validation", "checkpoint": ckpt}).encode())
+    grey = checkpoint.save(checkpoint.build_state(DRAW(tiny(T=3, likelihood="bernoulli"), GREY_SHAPE), None, 7,
+                                                  {"data": {"dataset": "mnist"}}, {"nll_bound": 40.0}),
+                           str(tmp_path_factory.mktemp("grey") / "checkpoint_0000007"))
     port = free_port_pairs(1)[0]
-    assert main(["serve", "--best", "s3://draw/serve-test/best.json", "--port", str(port), "--max-batch-size", "16",
-                 "--batch-wait-timeout-s", "0.1", "--max-n", "32", "--max-n-score", "3",
+    # `lazy`: the grey weights again, under a name no test asks for before the one about first loads
+    assert main(["serve", "--best", "s3://draw/serve-test/best.json", "--models", f"grey={grey},lazy={grey}",
+                 "--port", str(port),
+                 "--max-batch-size", "16", "--batch-wait-timeout-s", "0.1", "--max-n", "32", "--max-n-score", "3",
                  "--detach"]) == 0  # few images per /score: Schemathesis generates its boundary arrays
+    SERVED["grey"] = grey
     yield f"http://127.0.0.1:{port}"
     from ray import serve
 
@@ -259,17 +267,16 @@ def test_reconstruct_draws_your_image_with_both_windows(service, http):
 @pytest.mark.parametrize("body,ctype,status,message", [
     (b"GIF89a not a png", "image/png", 415, "not a PNG"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "image/png", 422, "not a readable PNG"),
-    ("wrong size", "image/png", 422, "this model draws 16x12"),
+    (b"GIF89a not a jpeg", "image/jpeg", 415, "not a JPEG"),
+    (b"\xff\xd8\xff" + b"\x00" * 40, "image/jpeg", 422, "not a readable JPEG"),
     ("bomb", "image/png", 413, "over the limit"),
     ("truncated", "image/png", 422, "could not be decoded"),
-    (b"hello", "text/csv", 415, "image/png or application/json"),
+    (b"hello", "text/csv", 415, "send image/png, image/jpeg or application/json"),
     (json.dumps({"images": [[[[2.0]]]]}).encode(), "application/json", 422, "shape (n, 3, 12, 16)"),
     (json.dumps({"images": [[[[False] * 16] * 12] * 3]}).encode(), "application/json", 422, "a valid number"),
 ])
 def test_uploads_are_checked_before_they_are_decoded(service, http, body, ctype, status, message):
-    if body == "wrong size":
-        body = png(np.zeros((28, 28, 3), np.uint8))
-    elif body == "truncated":
+    if body == "truncated":
         body = png(np.full((12, 16, 3), 7, np.uint8))[:-30]
     elif body == "bomb":  # a tiny file whose header claims 100,000 x 100,000 pixels
         import struct
@@ -289,6 +296,37 @@ def test_uploads_are_checked_before_they_are_decoded(service, http, body, ctype,
     assert r.status_code == 422 and "limit of 31" in r.text
 
 
+def test_a_picture_of_any_size_and_mode_is_brought_to_the_models_shape(service, http):
+    """A phone's photo works: PNG or JPEG, grey, RGB or RGBA, any size, resized and centre-cropped as
+    torchvision's Resize + CenterCrop would, and the answer says from what."""
+    from torchvision.transforms import v2
+
+    rng = np.random.default_rng(5)
+    pictures = {"grey 28x28 png": ("image/png", "PNG", Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8))),
+                "rgba 30x40 png": ("image/png", "PNG", Image.fromarray(rng.integers(0, 256, (30, 40, 4), np.uint8))),
+                "rgb 60x100 jpeg": ("image/jpeg", "JPEG", Image.fromarray(rng.integers(0, 256, (60, 100, 3),
+                                                                                       np.uint8)))}
+    for name, (ctype, kind, picture) in pictures.items():
+        buf = io.BytesIO()
+        picture.save(buf, format=kind)
+        r = http.post(f"{service}/score?seed=4", data=buf.getvalue(), headers={"Content-Type": ctype})
+        assert r.status_code == 200, (name, r.text)
+        assert r.json()["resized_from"] == [picture.height, picture.width], name
+        # the same as torchvision's resize of the decoded picture, sent as arrays
+        decoded = Image.open(io.BytesIO(buf.getvalue()))
+        if decoded.mode == "RGBA":  # transparent pixels become the (black) background
+            decoded = Image.alpha_composite(Image.new("RGBA", decoded.size, (0, 0, 0, 255)), decoded)
+        expected = v2.CenterCrop(SHAPE[1:])(v2.Resize(min(SHAPE[1:]), antialias=True)(decoded.convert("RGB")))
+        pixels = np.asarray(expected, np.float64).transpose(2, 0, 1)[None] / 255
+        alone = http.post(f"{service}/score?seed=4", json={"images": pixels.tolist()}).json()["scores"][0]
+        assert r.json()["scores"][0]["nll_bound"] == pytest.approx(alone["nll_bound"], abs=1e-3), name
+        gif = http.post(f"{service}/reconstruct", data=buf.getvalue(), headers={"Content-Type": ctype})
+        assert gif.status_code == 200 and gif.headers["x-resized-from"] == f"{picture.height}x{picture.width}"
+    exact = http.post(f"{service}/score", data=png(np.zeros((12, 16, 3), np.uint8)),
+                      headers={"Content-Type": "image/png"})
+    assert exact.status_code == 200 and exact.json()["resized_from"] is None  # the model's size: untouched
+
+
 def test_a_seed_means_the_same_images_from_the_cli_and_over_http(service, http, tmp_path, capsys):
     ck = "s3://draw/serve-test/trial-a/checkpoint_0000123"
     assert main(["sample", "--checkpoint", ck, "-n", "6", "--seed", "7", "--out", str(tmp_path / "cli.png")]) == 0
@@ -297,6 +335,99 @@ def test_a_seed_means_the_same_images_from_the_cli_and_over_http(service, http, 
     cli = np.asarray(Image.open(tmp_path / "cli.png"), dtype=int)
     served = np.asarray(Image.open(io.BytesIO(r.content)), dtype=int)
     assert cli.shape == served.shape and np.abs(cli - served).max() <= 1
+
+
+def test_one_service_offers_several_models_chosen_by_the_multiplexing_header(service, http):
+    offered = http.get(f"{service}/models").json()
+    assert offered["default"] == "best" and offered["header"] == "serve_multiplexed_model_id"
+    cards = {m["name"]: m for m in offered["models"]}
+    assert set(cards) == {"best", "grey", "lazy"} and cards["grey"]["image_shape"] == list(GREY_SHAPE)
+    assert cards["grey"]["likelihood"] == cards["best"]["likelihood"] == "bernoulli"
+    assert cards["grey"]["dataset"] == "mnist" and cards["grey"]["model"]["likelihood"] == "bernoulli"
+    grey = {"serve_multiplexed_model_id": "grey"}
+    assert images_of(http.post(f"{service}/sample", json={"n": 2, "seed": 1})).shape == (2, *SHAPE)
+    assert images_of(http.post(f"{service}/sample", json={"n": 2, "seed": 1}, headers=grey)).shape == (2, *GREY_SHAPE)
+    info = http.get(f"{service}/info", headers=grey).json()
+    assert info["name"] == "grey" and info["step"] == 7 and info["models"] == ["best", "grey", "lazy"]
+    assert info["stats"]["images"] >= 2  # the grey model's own runner counted its batch
+    scored = http.post(f"{service}/score", json={"images": np.zeros((1, *GREY_SHAPE)).tolist()}, headers=grey)
+    assert scored.status_code == 200 and scored.json()["model"] == "grey"
+    wrong_shape = http.post(f"{service}/score", json={"images": np.zeros((1, *SHAPE)).tolist()}, headers=grey)
+    assert wrong_shape.status_code == 422 and "(n, 1, 8, 8)" in wrong_shape.text
+    schema = http.get(f"{service}/openapi.json", headers=grey).json()
+    image = schema["components"]["schemas"]["ScoreRequest"]["properties"]["images"]["items"]
+    assert (image["maxItems"], image["items"]["maxItems"], image["items"]["items"]["maxItems"]) == GREY_SHAPE
+    unknown = http.post(f"{service}/sample", json={"n": 1}, headers={"serve_multiplexed_model_id": "gray"})
+    assert unknown.status_code == 404
+    assert "no model named 'gray' here; this service offers best, grey, lazy" in unknown.json()["detail"][0]["msg"]
+    assert http.get(f"{service}/healthz").status_code == 200  # and it keeps serving
+
+
+def test_the_path_names_a_model_as_the_header_does(service, http):
+    """`POST /models/{name}/sample` for clients that set no header (a browser's link, a plain curl)."""
+    assert images_of(http.post(f"{service}/models/grey/sample", json={"n": 2, "seed": 3})).shape == (2, *GREY_SHAPE)
+    by_header = images_of(http.post(f"{service}/sample", json={"n": 2, "seed": 3},
+                                    headers={"serve_multiplexed_model_id": "grey"}))
+    np.testing.assert_array_equal(images_of(http.post(f"{service}/models/grey/sample", json={"n": 2, "seed": 3})),
+                                  by_header)
+    assert images_of(http.post(f"{service}/models/best/sample", json={"n": 1, "seed": 3})).shape == (1, *SHAPE)
+    assert http.get(f"{service}/models/grey/info").json()["name"] == "grey"
+    scored = http.post(f"{service}/models/grey/score", json={"images": np.zeros((1, *GREY_SHAPE)).tolist()})
+    assert scored.status_code == 200 and scored.json()["model"] == "grey"
+    both = http.post(f"{service}/models/grey/sample", json={"n": 1}, headers={"serve_multiplexed_model_id": "best"})
+    assert both.status_code == 422 and "names the model 'grey' but the serve_multiplexed_model_id header names " \
+                                       "'best'" in both.text
+
+
+def test_a_request_can_only_name_a_model_the_service_offers(service, http, serve_token):
+    """A name is looked up, never read as a path or a URI: real checkpoints named by their path or URI, a
+    climb out of the folder, a long name: each a 404 that lists the valid names, and nothing is loaded."""
+    before = {m: http.get(f"{service}/models/{m}/info").json()["stats"]["loads"] for m in ("best", "grey")}
+    names = [SERVED["grey"], "s3://draw/serve-test/trial-a/checkpoint_0000123", "../grey", "../../etc/passwd",
+             "grey/../best", "%2e%2e%2fgrey", "x" * 2000]
+    for name in names:
+        by_header = http.post(f"{service}/sample", json={"n": 1}, headers={"serve_multiplexed_model_id": name})
+        _, raw = _raw(service, (f"POST /models/{name}/sample HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                f"{serve_token}\r\nContent-Type: application/json\r\nContent-Length: 8\r\n"
+                                f"Connection: close\r\n\r\n{{\"n\": 1}}").encode())
+        status, body = raw.partition(b"\r\n")[0], raw.partition(b"\r\n\r\n")[2]
+        for answer, text in ((by_header.status_code, by_header.text), (int(status.split()[1]), body.decode())):
+            assert answer == 404, (name[:80], answer, text[:300])
+            assert "here; this service offers best, grey, lazy (GET /models)" in text, (name[:80], text[:300])
+            assert len(text) < 600  # a long name is not echoed whole
+    after = {m: http.get(f"{service}/models/{m}/info").json()["stats"]["loads"] for m in ("best", "grey")}
+    assert after == before  # nothing was loaded again, and nothing else was loaded at all
+
+
+def test_requests_for_two_models_in_one_batching_window_each_get_their_own(service, http):
+    """Each model batches on its own runner: concurrent requests for two models (with the same seeds) come
+    back each with its own model's images, the same as when asked alone."""
+    pick = lambda name: {"serve_multiplexed_model_id": name}  # noqa: E731
+    alone = {(m, seed): images_of(http.post(f"{service}/sample", json={"n": 2, "seed": seed}, headers=pick(m)))
+             for m in ("best", "grey") for seed in (11, 12)}
+    before = {m: http.get(f"{service}/info", headers=pick(m)).json()["stats"] for m in ("best", "grey")}
+
+    def call(i):
+        m, seed = ("best", "grey")[i % 2], 11 + (i // 2) % 2
+        return m, seed, http.post(f"{service}/sample", json={"n": 2, "seed": seed}, headers=pick(m))
+
+    with cf.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(call, range(48)))
+    for m, seed, r in answers:
+        np.testing.assert_array_equal(images_of(r), alone[(m, seed)])
+    after = {m: http.get(f"{service}/info", headers=pick(m)).json()["stats"] for m in ("best", "grey")}
+    for m in ("best", "grey"):
+        assert after[m]["requests"] - before[m]["requests"] == 24  # its own 24 requests, none of the other's
+        assert after[m]["largest_batch"] > 1  # batched together within the model
+    print("batches per model in that window:", {m: after[m]["batches"] - before[m]["batches"] for m in after})
+
+
+def test_concurrent_first_requests_for_a_model_share_one_load(service, http):
+    with cf.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: http.post(f"{service}/models/lazy/sample", json={"n": 1, "seed": i}),
+                                range(8)))
+    assert all(images_of(r).shape == (1, *GREY_SHAPE) for r in answers)
+    assert http.get(f"{service}/models/lazy/info").json()["stats"]["loads"] == 1
 
 
 def test_the_published_schema_holds_under_schemathesis(service, serve_token, tmp_path):
@@ -348,6 +479,13 @@ def test_the_page_draws_in_a_real_browser(service, serve_token, tmp_path):
         page.wait_for_function("document.getElementById('reconstruction').naturalWidth > 0", timeout=60_000)
         assert "nats" in page.inner_text("#score") and "bits/dim" in page.inner_text("#score")
         shot = page.screenshot(full_page=True)
+        # the picker switches models: the grey one draws its own 8x8 images
+        colour_width = page.evaluate("document.getElementById('samples').naturalWidth")
+        page.select_option("#pick", "grey")
+        page.wait_for_function(f"document.getElementById('samples').naturalWidth > 0 && "
+                               f"document.getElementById('samples').naturalWidth != {colour_width}", timeout=60_000)
+        assert "1×8×8 images of mnist, bernoulli likelihood" in page.inner_text("#model")
+        assert "8×8 pixels, grey" in page.inner_text("#file-size")
         browser.close()
     assert problems == []
     picture = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float)

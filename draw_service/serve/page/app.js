@@ -3,10 +3,14 @@
 
 const $ = (id) => document.getElementById(id);
 
+// Ray Serve's model multiplexing: this header picks the model, and routes to a replica that has it loaded.
+const MODEL_HEADER = "serve_multiplexed_model_id";
+
 function headers(extra) {
   const h = Object.assign({}, extra);
   const token = $("token").value.trim();
   if (token) h.Authorization = "Bearer " + token;
+  if ($("pick").value) h[MODEL_HEADER] = $("pick").value;
   return h;
 }
 
@@ -62,20 +66,51 @@ async function animate() {
 
 async function upload() {
   const file = $("file").files[0];
-  if (!file) { say("score", "choose a PNG first", true); return; }
+  if (!file) { say("score", "choose a picture first", true); return; }
+  const type = file.type === "image/jpeg" ? "image/jpeg" : "image/png";
   say("score", "scoring…");
   try {
     const iw = Number($("iw").value) || 0;
-    const scored = await (await call("/score?iw_samples=" + iw, file, "application/json", "image/png")).json();
+    const scored = await (await call("/score?iw_samples=" + iw, file, "application/json", type)).json();
     const s = scored.scores[0];
     let text = `NLL bound ${s.nll_bound.toFixed(2)} nats (${s.bits_per_dim.toFixed(4)} bits/dim)`;
     if (s.iwae_bound !== null && s.iwae_bound !== undefined) {
       text += `; importance-weighted (k=${scored.iw_samples}) ${s.iwae_bound.toFixed(2)} nats`;
     }
-    say("score", text + ` — ${scored.likelihood} likelihood`);
-    await showImage("reconstruction", await call("/reconstruct", file, "image/gif", "image/png"));
+    const resized = scored.resized_from ? `; resized from ${scored.resized_from[1]}×${scored.resized_from[0]}` : "";
+    say("score", text + ` — ${scored.likelihood} likelihood${resized}`);
+    await showImage("reconstruction", await call("/reconstruct", file, "image/gif", type));
   } catch (err) { say("score", err.message, true); }
 }
+
+function describe(card) {
+  const m = card.model;
+  const [c, h, w] = card.image_shape;
+  // The model's own evaluation (evaluate.json beside it) where it has one, else its last training report.
+  const ev = card.evaluation || card.metrics;
+  const where = card.evaluation ? ` on the ${ev.split} split` : " on its evaluation split";
+  const score = ev.bits_per_dim !== undefined && m.likelihood !== "bernoulli"
+    ? `, ${ev.bits_per_dim.toFixed(3)} bits/dim`
+    : (ev.nll_bound ? `, ${ev.nll_bound.toFixed(2)} nats` : "");
+  return `DRAW, T=${m.T}, ${m.enc_size}/${m.dec_size} LSTMs, z=${m.z_size}, ` +
+    (m.attention ? `read ${m.read_n}×${m.read_n}, write ${m.write_n}×${m.write_n}` : "no attention") +
+    `, ${c}×${h}×${w} images${card.dataset ? " of " + card.dataset : ""}, ${m.likelihood} likelihood` +
+    (score ? score + where : "");
+}
+
+async function choose() {
+  const card = cards[$("pick").value];
+  $("model").textContent = describe(card);
+  const [c, h, w] = card.image_shape;
+  $("file-size").textContent = `a PNG or JPEG of any size (the model sees it at ${w}×${h} pixels` +
+    (c === 3 ? ", RGB)" : ", grey)");
+  $("reconstruction").removeAttribute("src");
+  $("drawing").removeAttribute("src");
+  say("score", "");
+  await sample();
+}
+
+let cards = {};
 
 async function start() {
   // A link can carry the token in its fragment (never sent to a server): /#token=...
@@ -85,19 +120,22 @@ async function start() {
     history.replaceState(null, "", location.pathname);
   }
   try {
+    const offered = await (await call("/models", undefined, "application/json")).json();
+    for (const card of offered.models) {
+      cards[card.name] = card;
+      const option = new Option(card.name + (card.default ? " (default)" : ""), card.name);
+      $("pick").add(option);
+    }
+    $("pick").value = offered.default;
+    $("pick").disabled = offered.models.length < 2;
     const info = await (await call("/info", undefined, "application/json")).json();
-    const m = info.model;
-    const [c, h, w] = info.image_shape;
-    $("model").textContent = `DRAW, T=${m.T}, ${m.enc_size}/${m.dec_size} LSTMs, z=${m.z_size}, ` +
-      (m.attention ? `read ${m.read_n}×${m.read_n}, write ${m.write_n}×${m.write_n}` : "no attention") +
-      `, ${c}×${h}×${w} images, ${m.likelihood} likelihood` +
-      (info.metrics.nll_bound ? `, ${info.metrics.nll_bound.toFixed(2)} nats on its evaluation split` : "");
     $("n").max = info.settings.max_n;
-    await sample();
+    await choose();
   } catch (err) { say("sample-status", err.message, true); }
 }
 
 $("sample-form").addEventListener("submit", (e) => { e.preventDefault(); sample(); });
 $("animate").addEventListener("click", animate);
 $("upload-form").addEventListener("submit", (e) => { e.preventDefault(); upload(); });
+$("pick").addEventListener("change", choose);
 start();
