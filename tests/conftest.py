@@ -20,6 +20,11 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 # seconds would spend most of its time waiting to be noticed. (Ray passes these on to its controllers.)
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", "1")
+# Ray Serve gives a starting HTTP proxy 5 s to say it is ready (then 10, 15, ...) and kills it each time it
+# is late: on a slow or busy CPU (half a core: `devtools/slow-ci`) no proxy ever comes up in time. These
+# are hang guards, not speed targets.
+os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "120")
+os.environ.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "120")
 
 
 @pytest.fixture(scope="session")
