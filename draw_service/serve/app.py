@@ -23,7 +23,7 @@ from ray import serve
 from .. import checkpoint, storage
 from ..device import pick_device
 from . import http_errors
-from .config import MODEL_HEADER, ServeConfig, ServeSettings, catalogue, check_batch_fits, model_source
+from .config import MODEL_HEADER, ServeConfig, ServeSettings, check_batch_fits, model_uris
 from .guard import RequestGuard, token_from_env
 from .http_errors import ApiError
 from .model_path import ModelPath, named_in_path
@@ -52,9 +52,7 @@ api.include_router(router)
 class DRAWService(Service):
     def __init__(self, checkpoint_uri: str | None = None, best: str | None = None, device: str = "auto",
                  models: str = ""):
-        self.default, offered = catalogue(checkpoint_uri, best, models)
-        default_uri, self.record = model_source(checkpoint_uri, best)
-        self.uris = {**offered, self.default: default_uri}  # name -> checkpoint URI
+        self.default, self.uris, self.record = model_uris(checkpoint_uri, best, models)  # uris: name -> URI
         self.secured = token_from_env() is not None
         self.device = pick_device(device)
         self.settings = ServeSettings()
@@ -96,7 +94,6 @@ class DRAWService(Service):
             raise ApiError(404, "unknown_model", f"no model named {shown!r} here; this service offers "
                                                  f"{', '.join(self.uris)} (GET /models)",
                            ("path", "name") if in_path else ("header", MODEL_HEADER))
-        self.loads[name] = self.loads.get(name, 0)  # counted in _load; here so that /info shows 0 before
         served = await self._load(name)
         if served.settings is not self.settings:
             served.runner.set_batching(self.settings)

@@ -82,6 +82,15 @@ def catalogue(checkpoint: str | None, best: str | None, models: str = "") -> tup
     return first, offered
 
 
+def model_uris(checkpoint: str | None, best: str | None, models: str = "") -> tuple[str, dict[str, str],
+                                                                                   dict[str, Any]]:
+    """(the default model's name, every model's name → checkpoint URI, the search's best record or {}): the
+    catalogue with the default's best record resolved to its checkpoint."""
+    default, offered = catalogue(checkpoint, best, models)
+    uri, record = model_source(checkpoint, best)
+    return default, {**offered, default: uri}, record
+
+
 def check_batch_fits(max_batch_size: int, max_ongoing_requests: int) -> None:
     """A replica holds at most max_ongoing_requests requests: a larger batch could never fill."""
     if max_batch_size > max_ongoing_requests:

@@ -42,10 +42,9 @@ def preflight(opts: ServeConfig) -> dict[str, str]:
     """What a deployment would otherwise fail on 3 times with 200 lines of Ray traceback: the model names,
     every checkpoint (or best record) and its storage. Returns each model's checkpoint URI by name."""
     from .. import checkpoint
-    from .config import catalogue, model_source
+    from .config import model_uris
 
-    default, offered = catalogue(opts.checkpoint, opts.best, opts.models)
-    uris = {**offered, default: model_source(opts.checkpoint, opts.best)[0]}
+    _, uris, _ = model_uris(opts.checkpoint, opts.best, opts.models)
     for uri in uris.values():
         checkpoint.model_from_state(checkpoint.load(uri), uri)
     return uris

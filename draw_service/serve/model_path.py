@@ -16,9 +16,10 @@ from contextvars import ContextVar
 
 from .guard import Receive, Scope, Send
 
-MODEL_ROUTES = ("sample", "animate", "score", "reconstruct", "info", "openapi.json")  # those of one model
+MODEL_ROUTES = ("/sample", "/animate", "/score", "/reconstruct", "/info")  # those that serve one model
 PATH_MODEL: ContextVar[str | None] = ContextVar("path_model", default=None)
-_FORM = re.compile(r"/models/(?P<name>.+)/(?P<route>" + "|".join(map(re.escape, MODEL_ROUTES)) + ")")
+_FORM = re.compile(r"/models/(?P<name>.+)(?P<route>" + "|".join(map(re.escape, (*MODEL_ROUTES, "/openapi.json")))
+                   + ")")
 
 
 def named_in_path() -> str | None:
@@ -35,7 +36,7 @@ class ModelPath:
         match = _FORM.fullmatch(scope.get("path", "")) if scope["type"] == "http" else None
         if match is None:
             return await self.app(scope, receive, send)
-        route = "/" + match["route"]
+        route = match["route"]
         token = PATH_MODEL.set(match["name"])
         try:
             return await self.app({**scope, "path": route, "raw_path": route.encode()}, receive, send)

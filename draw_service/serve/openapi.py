@@ -12,9 +12,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .config import ServeSettings
+from .model_path import MODEL_ROUTES
 from .schema import ReconstructRequest, ScoreRequest
-
-MODEL_ROUTES = ("/sample", "/animate", "/score", "/reconstruct", "/info")  # those that serve one model
 
 
 def narrowed_schema(api: FastAPI, settings: ServeSettings, shape: tuple[int, int, int], secured: bool,
