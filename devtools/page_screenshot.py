@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(url + "/")
             page.wait_for_function("document.getElementById('samples').naturalWidth > 0", timeout=120_000)
+            page.wait_for_function("[...document.querySelectorAll('.card img')].every(i => i.naturalWidth > 0)",
+                                   timeout=120_000)  # each model's thumbnail
             page.set_input_files("#file", str(upload))
             page.click("#upload-form button")
             page.wait_for_function("document.getElementById('reconstruction').naturalWidth > 0", timeout=120_000)
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.reconstruction).write_bytes(bytes(gif))
             browser.close()
         offered = [m["name"] for m in requests.get(url + "/models", timeout=30).json()["models"]]
-        print(f"{args.out}: the page drawing with {SHOWN}; its picker offers {', '.join(offered)}")
+        print(f"{args.out}: the page drawing with {SHOWN}; its cards offer {', '.join(offered)}")
         Image.open(io.BytesIO(Path(args.out).read_bytes())).verify()
     finally:
         serve.shutdown()

@@ -27,6 +27,8 @@ SHAPE = (3, 12, 16)
 GREY_SHAPE = (1, 8, 8)  # the second model the service offers (multiplexed): another shape, another likelihood
 REPO = Path(__file__).resolve().parents[2]
 SERVED: dict[str, str] = {}  # where the service's extra models are (for the tests that must not reach them)
+SHIPPED = ("mnist-attention", "cifar10-attention")  # two of the repository's trained models, for the page
+OFFERED = ("best", "grey", "lazy", *SHIPPED)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,8 @@ def service(ray_cluster, s3, tmp_path_factory):
                            str(tmp_path_factory.mktemp("grey") / "checkpoint_0000007"))
     port = free_port_pairs(1)[0]
     # `lazy`: the grey weights again, under a name no test asks for before the one about first loads
-    assert main(["serve", "--best", "s3://draw/serve-test/best.json", "--models", f"grey={grey},lazy={grey}",
+    assert main(["serve", "--best", "s3://draw/serve-test/best.json", "--models",
+                 ",".join([f"grey={grey},lazy={grey}", *(f"{m}={REPO / 'models' / m}" for m in SHIPPED)]),
                  "--port", str(port),
                  "--max-batch-size", "16", "--batch-wait-timeout-s", "0.1", "--max-n", "32", "--max-n-score", "3",
                  "--detach"]) == 0  # few images per /score: Schemathesis generates its boundary arrays
@@ -341,14 +344,14 @@ def test_one_service_offers_several_models_chosen_by_the_multiplexing_header(ser
     offered = http.get(f"{service}/models").json()
     assert offered["default"] == "best" and offered["header"] == "serve_multiplexed_model_id"
     cards = {m["name"]: m for m in offered["models"]}
-    assert set(cards) == {"best", "grey", "lazy"} and cards["grey"]["image_shape"] == list(GREY_SHAPE)
+    assert list(cards) == list(OFFERED) and cards["grey"]["image_shape"] == list(GREY_SHAPE)
     assert cards["grey"]["likelihood"] == cards["best"]["likelihood"] == "bernoulli"
     assert cards["grey"]["dataset"] == "mnist" and cards["grey"]["model"]["likelihood"] == "bernoulli"
     grey = {"serve_multiplexed_model_id": "grey"}
     assert images_of(http.post(f"{service}/sample", json={"n": 2, "seed": 1})).shape == (2, *SHAPE)
     assert images_of(http.post(f"{service}/sample", json={"n": 2, "seed": 1}, headers=grey)).shape == (2, *GREY_SHAPE)
     info = http.get(f"{service}/info", headers=grey).json()
-    assert info["name"] == "grey" and info["step"] == 7 and info["models"] == ["best", "grey", "lazy"]
+    assert info["name"] == "grey" and info["step"] == 7 and info["models"] == list(OFFERED)
     assert info["stats"]["images"] >= 2  # the grey model's own runner counted its batch
     scored = http.post(f"{service}/score", json={"images": np.zeros((1, *GREY_SHAPE)).tolist()}, headers=grey)
     assert scored.status_code == 200 and scored.json()["model"] == "grey"
@@ -359,7 +362,7 @@ def test_one_service_offers_several_models_chosen_by_the_multiplexing_header(ser
     assert (image["maxItems"], image["items"]["maxItems"], image["items"]["items"]["maxItems"]) == GREY_SHAPE
     unknown = http.post(f"{service}/sample", json={"n": 1}, headers={"serve_multiplexed_model_id": "gray"})
     assert unknown.status_code == 404
-    assert "no model named 'gray' here; this service offers best, grey, lazy" in unknown.json()["detail"][0]["msg"]
+    assert f"no model named 'gray' here; this service offers {', '.join(OFFERED)}" in unknown.json()["detail"][0]["msg"]
     assert http.get(f"{service}/healthz").status_code == 200  # and it keeps serving
 
 
@@ -393,7 +396,7 @@ def test_a_request_can_only_name_a_model_the_service_offers(service, http, serve
         status, body = raw.partition(b"\r\n")[0], raw.partition(b"\r\n\r\n")[2]
         for answer, text in ((by_header.status_code, by_header.text), (int(status.split()[1]), body.decode())):
             assert answer == 404, (name[:80], answer, text[:300])
-            assert "here; this service offers best, grey, lazy (GET /models)" in text, (name[:80], text[:300])
+            assert f"here; this service offers {', '.join(OFFERED)} (GET /models)" in text, (name[:80], text[:300])
             assert len(text) < 600  # a long name is not echoed whole
     after = {m: http.get(f"{service}/models/{m}/info").json()["stats"]["loads"] for m in ("best", "grey")}
     assert after == before  # nothing was loaded again, and nothing else was loaded at all
@@ -478,20 +481,46 @@ def test_the_page_draws_in_a_real_browser(service, serve_token, tmp_path):
         page.click("#upload-form button")
         page.wait_for_function("document.getElementById('reconstruction').naturalWidth > 0", timeout=60_000)
         assert "nats" in page.inner_text("#score") and "bits/dim" in page.inner_text("#score")
+        # every model's card gets a thumbnail of its own images
+        page.wait_for_function("[...document.querySelectorAll('.card img')].every(i => i.naturalWidth > 0)",
+                               timeout=120_000)
+        assert page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.model)") == list(OFFERED)
+        assert "cifar10 · 5." in page.inner_text("[data-model=cifar10-attention]")  # its bits/dim on the card
         shot = page.screenshot(full_page=True)
-        # the picker switches models: the grey one draws its own 8x8 images
-        colour_width = page.evaluate("document.getElementById('samples').naturalWidth")
-        page.select_option("#pick", "grey")
-        page.wait_for_function(f"document.getElementById('samples').naturalWidth > 0 && "
-                               f"document.getElementById('samples').naturalWidth != {colour_width}", timeout=60_000)
-        assert "1×8×8 images of mnist, bernoulli likelihood" in page.inner_text("#model")
-        assert "8×8 pixels, grey" in page.inner_text("#file-size")
+        drawn = [drawn_samples(page)]  # (width, height, the largest difference between two colour channels)
+        for name, facts in (("mnist-attention", "1×28×28 images of mnist, bernoulli likelihood"),
+                            ("cifar10-attention", "3×32×32 images of cifar10, logistic-mixture likelihood")):
+            page.click(f"[data-model={name}]")
+            page.wait_for_function(f"document.getElementById('samples').naturalWidth > 0 && "
+                                   f"document.getElementById('samples').naturalWidth != {drawn[-1][0]}",
+                                   timeout=60_000)
+            assert facts in page.inner_text("#model")
+            assert page.get_attribute(f"[data-model={name}]", "aria-checked") == "true"
+            drawn.append(drawn_samples(page))
+        assert "32×32 pixels, RGB" in page.inner_text("#file-size")
         browser.close()
     assert problems == []
+    # MNIST's grid is grey (its channels equal), CIFAR-10's is colour and of another size
+    assert drawn[1][2] == 0 and drawn[2][2] > 30 and drawn[1][:2] != drawn[2][:2], drawn
     picture = np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float)
     assert picture.std() > 10  # not a blank page
     if os.environ.get("DRAW_PAGE_SCREENSHOT"):  # for the docs: `DRAW_PAGE_SCREENSHOT=docs/page.png make test`
         Path(os.environ["DRAW_PAGE_SCREENSHOT"]).write_bytes(shot)
+
+
+def drawn_samples(page) -> tuple[int, int, int]:
+    """(width, height, the largest difference between two colour channels) of the samples the page shows."""
+    return tuple(page.evaluate("""() => {
+        const img = document.getElementById('samples'), c = document.createElement('canvas');
+        [c.width, c.height] = [img.naturalWidth, img.naturalHeight];
+        const ctx = c.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        let most = 0;
+        for (let i = 0; i < d.length; i += 4)
+            most = Math.max(most, Math.abs(d[i] - d[i + 1]), Math.abs(d[i + 1] - d[i + 2]));
+        return [c.width, c.height, most];
+    }"""))
 
 
 def test_serve_checks_before_it_deploys(service, tmp_path, capsys):
