@@ -119,7 +119,7 @@ def run_probes(names: list[str], recipes: dict[str, list[str]], minutes: float, 
     timed = []
     for n in names:
         storage.delete(str(out / n))
-        timed.append((n, [*recipes[n], "--time-limit", f"{minutes:g}", "--out", str(out / n)], out / f"{n}.log"))
+        timed.append((n, [*recipes[n], "--train-time-limit", f"{minutes:g}", "--out", str(out / n)], out / f"{n}.log"))
     codes = _in_waves(timed, parallel)
     rows = {}
     for n in names:

@@ -4,7 +4,7 @@ training and epochs, as JSON and a PNG plot (bound vs minutes, one line per run)
     make bench BENCH_ARGS="--only quality --quality-runs mnist-attention --quality-minutes 60"
     python -m benchmarks.quality --plot bench-out/quality/quality.json docs/bench/*.quality.json --out docs/quality.png
 
-A recipe is a list of `draw-service train` options; the budget becomes `--time-limit`, which counts
+A recipe is a list of `draw-service train` options; the budget becomes `--train-time-limit`, which counts
 training time only (evaluations are not charged to it). The test bound is measured every `eval_every`
 steps on the whole binarised test set, so every point of the curve is a real test-set number.
 """
@@ -94,7 +94,7 @@ def run_recipe(name: str, argv: list[str], minutes: float, out_dir: Path) -> dic
 
     out = out_dir / name
     storage.delete(str(out))  # a fresh run: the curve must start at zero minutes
-    argv = [*argv, "--time-limit", f"{minutes:g}", "--out", str(out)]
+    argv = [*argv, "--train-time-limit", f"{minutes:g}", "--out", str(out)]
     cfg = train_config(argv)
     say(f"  {name}: draw-service train {shlex.join(argv)}")
     final = train_command(cfg)

@@ -127,7 +127,14 @@ def load(uri: str | storage.Location) -> dict[str, Any]:
     try:
         data = storage.read_bytes(loc)
     except FileNotFoundError as err:
-        raise CheckpointError(f"no checkpoint at {loc.uri}") from err
+        if loc.path.endswith("/" + FILENAME) and not str(uri).endswith(".pt"):
+            run = RunDir(storage.resolve(uri))  # a run's folder stands for its newest checkpoint
+            found = load_latest(run) if storage.is_dir(run.loc) else None
+            if found is not None:
+                log.info("%s is a run folder: using its newest checkpoint, %s", run.uri, found[1])
+                return found[0]
+        raise CheckpointError(f"no checkpoint at {loc.uri}, nor a run folder with checkpoint_* folders in "
+                              f"{storage.resolve(uri).uri}") from err
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:

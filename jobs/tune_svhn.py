@@ -8,6 +8,10 @@ Storage defaults to $DRAW_STORAGE, else ~/draw-service (a local folder); on a cl
 s3:// URI. Every option of `draw-service tune` is accepted; `--smoke` picks a tiny CPU-sized search,
 named with the time it starts so that every smoke run searches afresh. Submitting the same (named)
 search again resumes it; submitting a finished one says so and trains nothing.
+
+SVHN comes from $DRAW_DATA_ROOT/svhn (downloaded there when the machine has internet). Where it cannot
+be had, `--source mnist` (or cifar10, fashion_mnist) runs the same search on another dataset that
+DRAW_DATA_ROOT holds, named for what it searches (tune-mnist-smoke-..., datasets/mnist-smoke).
 """
 
 import argparse
@@ -30,11 +34,18 @@ if __name__ == "__main__":
     p.add_argument("--storage", default=os.environ.get("DRAW_STORAGE", os.path.expanduser("~/draw-service")))
     p.add_argument("--smoke", action="store_true", help="a tiny CPU search that ends in a couple of minutes")
     p.add_argument("--name", default=None, help="search name (default tune-svhn, or tune-svhn-smoke-<start time>)")
-    p.add_argument("--dataset", default=None, help="prepared dataset URI (default <storage>/datasets/svhn)")
+    p.add_argument("--source", default="svhn", choices=("svhn", "cifar10", "mnist", "fashion_mnist"),
+                   help="the dataset searched (default svhn; another where SVHN cannot be had)")
+    p.add_argument("--dataset", default=None, help="prepared dataset URI (default <storage>/datasets/<source>)")
     known, rest = p.parse_known_args()
-    smoke_name = f"tune-svhn-smoke-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    name = known.name or (smoke_name if known.smoke else "tune-svhn")
-    dataset = known.dataset or f"{known.storage.rstrip('/')}/datasets/{'svhn-smoke' if known.smoke else 'svhn'}"
-    args = ["tune", "--dataset", dataset, "--prepare-from", "svhn", "--out", f"{known.storage.rstrip('/')}/{name}",
+    kind = known.source + ("-smoke" if known.smoke else "")
+    name = known.name or (f"tune-{kind}-{dt.datetime.now():%Y%m%d-%H%M%S}" if known.smoke else f"tune-{kind}")
+    dataset = known.dataset or f"{known.storage.rstrip('/')}/datasets/{kind}"
+    args = ["tune", "--dataset", dataset, "--prepare-from", known.source,
+            "--out", f"{known.storage.rstrip('/')}/{name}",
             *(SMOKE if known.smoke else FULL), *rest]  # later options win: the user's override the presets
-    sys.exit(main(args))
+    code = main(args)
+    if code == 2 and known.source == "svhn":
+        print("jobs/tune_svhn.py: where SVHN cannot be had, --source mnist (or cifar10) runs the same search on a "
+              "dataset under DRAW_DATA_ROOT", file=sys.stderr)
+    sys.exit(code)

@@ -123,8 +123,8 @@ def check_name(spec: str) -> None:
 def _download_failed(what: str, root: Path, err: Exception, layout: str) -> DatasetError:
     return DatasetError(
         f"{what} is not under {root} and could not be downloaded ({type(err).__name__}: {err}). "
-        f"Either give this machine internet access, or put the files there ({layout}) and set "
-        f"{DATA_ROOT_ENV} to that folder."
+        f"Either give this machine internet access, or put the files in a folder as {layout} and set "
+        f"{DATA_ROOT_ENV} to that folder (now {root})."
     )
 
 
@@ -190,7 +190,7 @@ def _svhn(key: str, root: Path) -> ImageArrays:
             try:
                 datasets.SVHN(str(folder), split=split, download=True)
             except Exception as err:
-                raise _download_failed("SVHN", folder, err, "train_32x32.mat and test_32x32.mat") from err
+                raise _download_failed("SVHN", root, err, "svhn/train_32x32.mat and svhn/test_32x32.mat") from err
         splits += read_svhn_mat(path)
     return ImageArrays(key, *splits, source=f"SVHN .mat files in {folder}")
 

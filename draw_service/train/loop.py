@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,16 +47,74 @@ def _all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, 
     return dict(zip(keys, t.tolist()))
 
 
-def out_of_time(used_s: float, limit_s: float, step: int, world: int, device: torch.device) -> bool:
-    """Whether the training-time budget is spent; every worker gets the same answer (checked every 10
-    steps when there are several, so they stop at the same step)."""
+def agree(flag: bool, world: int, device: torch.device) -> bool:
+    """Whether any worker says `flag` (every worker gets the same answer)."""
     if world == 1:
-        return used_s > limit_s
-    if step % 10:
-        return False
-    flag = torch.tensor([float(used_s > limit_s)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def agree_min(value: float, world: int, device: torch.device) -> float:
+    """The smallest of every worker's `value`."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return float(t.item())
+
+
+@dataclass
+class Budget:
+    """`--time-limit` (the whole run, wall clock) and `--train-time-limit` (training steps alone).
+
+    The whole run's limit keeps back what the final report needs: the final evaluation (its cost measured at
+    the last evaluation, or estimated from the training step's before the first), at most `FINAL_SHARE` of
+    the limit; when the whole split costs more, the final evaluation takes the split's first images."""
+
+    FINAL_SHARE = 0.25  # of --time-limit, at most, kept for the final evaluation
+    MARGIN_S = 3.0  # pictures and the checkpoint, besides the evaluation
+
+    limit_s: float | None  # the whole run
+    train_limit_s: float | None  # training steps alone
+    eval_images: int  # this worker's evaluation split
+    started: float = field(default_factory=time.perf_counter)
+    eval_s_per_image: float | None = None  # measured at the last evaluation
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def full_eval_s(self, meter: Meter, local_batch: int, iw_samples: int) -> float:
+        """What evaluating the whole split costs (forward passes only: about half a training step per image,
+        until an evaluation has been timed)."""
+        per_image = self.eval_s_per_image
+        if per_image is None:
+            trained = max(1, meter.steps) * local_batch
+            per_image = 0.5 * (time.perf_counter() - meter.started) / trained
+        return self.eval_images * (1 + iw_samples) * per_image
+
+    def spent(self, meter: Meter, local_batch: int, iw_samples: int, evaluating_next: bool) -> bool:
+        """Whether the run must end at this step: the training budget spent, or too little wall clock left for
+        the final report (and, before a due evaluation, for that evaluation too)."""
+        if self.train_limit_s is not None and meter.budget_used_s() > self.train_limit_s:
+            return True
+        if self.limit_s is None:
+            return False
+        full = self.full_eval_s(meter, local_batch, iw_samples)
+        reserve = min(self.FINAL_SHARE * self.limit_s, full) + self.MARGIN_S
+        return self.wall_s + reserve + (full if evaluating_next else 0.0) >= self.limit_s
+
+    def final_share(self, meter: Meter, local_batch: int, iw_samples: int) -> float:
+        """The share of the split the final evaluation can afford (1: all of it)."""
+        if self.limit_s is None:
+            return 1.0
+        left = self.limit_s - self.wall_s - self.MARGIN_S
+        return max(0.0, min(1.0, left / max(1e-9, self.full_eval_s(meter, local_batch, iw_samples))))
+
+    def timed_eval(self, images: int, seconds: float, iw_samples: int) -> None:
+        self.eval_s_per_image = seconds / max(1, images * (1 + iw_samples))
 
 
 def _gather(value: str, world: int) -> list[str]:
@@ -146,6 +204,7 @@ class Schedule:
 def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     """Train DRAW as `cfg` says, reporting through `session`; returns the last report's metrics."""
     rank, world, device = session.rank, session.world_size, session.device
+    started = time.perf_counter()  # --time-limit counts from here
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} does not split evenly over {world} workers")
 
@@ -193,13 +252,15 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
     train_step = (GraphedStep if cfg.cuda_graphs else EagerStep)(net, optimizer, cfg.grad_clip, cfg.precision == "bf16")
     noise_shape = (model_cfg.T, cfg.batch_size // world, model_cfg.z_size)
     meter = Meter(device, train_s)
+    budget = Budget(cfg.time_limit and cfg.time_limit * 60, cfg.train_time_limit and cfg.train_time_limit * 60,
+                    len(data.eval), started)
     total_steps = plan.planned_steps
     metrics: dict[str, Any] = {}
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=rank != 0 or cfg.quiet, mininterval=1 if sys.stderr.isatty() else 30)
     reporter = Reporter(cfg, plan, model, optimizer, data, session, tracker, bar,
                         {"data_load_s": data_load_s, "resumed_from": step, "world_size": world,
-                         "worker_nodes": ",".join(nodes)})
+                         "worker_nodes": ",".join(nodes)}, budget)
     noticed = False  # a node preemption notice, answered with a checkpoint
     net.train()
     while step < total_steps:
@@ -214,8 +275,12 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         meter.add(torch.stack(train_step(x, eps)).double())
         step += 1
         bar.update(1)
-        if cfg.time_limit and out_of_time(meter.budget_used_s(), cfg.time_limit * 60, step, world, device):
-            total_steps = bar.total = step  # the budget is spent: finish here, with a final evaluation and checkpoint
+        if cfg.time_limit or cfg.train_time_limit:
+            evaluating = step % plan.eval_every == 0
+            # several workers compare notes every 10 steps, and before each evaluation, so they stop together
+            if (world == 1 or step % 10 == 0 or evaluating) and agree(
+                    budget.spent(meter, noise_shape[1], cfg.iw_samples, evaluating), world, device):
+                total_steps = bar.total = step  # the time is spent: finish here, with a final report
         last = step == total_steps
         # A spot node about to go: checkpoint now, keep training; Ray restarts the run from it once it is gone.
         notice = not noticed and step % PREEMPTION_CHECK_EVERY == 0 and session.preempted()
@@ -232,8 +297,10 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         if reporting:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+            share = agree_min(budget.final_share(meter, noise_shape[1], cfg.iw_samples), world, device) if last else 1.0
             since = meter.pause()
-            metrics = reporter.report(step, last, since, train_step.lr, meter.train_s / 60, checkpoint_now=notice)
+            metrics = reporter.report(step, last, since, train_step.lr, meter.train_s / 60, checkpoint_now=notice,
+                                      eval_share=share)
             meter.resume()
     bar.close()
     result = {**metrics, "checkpoint": session.last_checkpoint}
@@ -256,13 +323,14 @@ class Reporter:
     tracker: Tracker | None  # rank 0 only
     bar: tqdm
     constant: dict[str, Any]  # metrics every report repeats (data_load_s, resumed_from, world_size, worker_nodes)
+    budget: Budget
     checkpoint_s: float | None = None  # the time the last checkpoint's save (and upload) took
 
     def report(self, step: int, last: bool, since: dict[str, float], lr: float, train_minutes: float,
-               checkpoint_now: bool = False) -> dict[str, Any]:
+               checkpoint_now: bool = False, eval_share: float = 1.0) -> dict[str, Any]:
         """One report: the training terms since the last one (averaged over the workers), the bound on the
-        evaluation split when due, pictures when due, a checkpoint when due (or `checkpoint_now`); returns
-        its metrics."""
+        evaluation split (or its first `eval_share`) when due, pictures when due, a checkpoint when due (or
+        `checkpoint_now`); returns its metrics."""
         cfg, plan, session, device = self.cfg, self.plan, self.session, self.session.device
         world = session.world_size
         avg = _all_reduce_sums({k: since[k] for k in TERMS}, device)
@@ -276,9 +344,20 @@ class Reporter:
         if cfg.kl_warmup_steps:
             metrics["kl_weight"] = cfg.kl_weight_at(step - 1)  # the objective's, at the last step
         if step % plan.eval_every == 0 or last:
-            sums = bound_sums(self.model, self.data.eval, cfg.eval_batch_size, iw_samples=cfg.iw_samples if last else 0,
-                              seed=cfg.seed + session.rank, device=device)
+            iw = cfg.iw_samples if last else 0
+            images = self.data.eval
+            if eval_share < 1:  # --time-limit leaves room for only the split's first images
+                images = images[:max(min(len(images), cfg.eval_batch_size), math.floor(eval_share * len(images)))]
+            started = time.perf_counter()
+            sums = bound_sums(self.model, images, cfg.eval_batch_size, iw_samples=iw, seed=cfg.seed + session.rank,
+                              device=device)
+            self.budget.timed_eval(len(images), time.perf_counter() - started, iw)
             ev = bounds_from_sums(_all_reduce_sums(sums, device))
+            if ev["count"] < self.data.eval_total:
+                metrics["eval_images"] = int(ev["count"])
+                if session.rank == 0:
+                    log.warning("--time-limit: the final evaluation took the first %d of the %d %s images",
+                                int(ev["count"]), self.data.eval_total, self.data.eval_split)
             dims = math.prod(self.data.image_shape)
             # nll_bound is on the evaluation split: the test split, or the validation split in a search
             metrics.update({"nll_bound": ev["nll_bound"], "bits_per_dim": bits_per_dim(ev["nll_bound"], dims),

@@ -64,9 +64,14 @@ def search_space(kind: str) -> dict[str, Any]:
 def starting_point(kind: str) -> dict[str, Any]:
     """The first trial: the paper's model, or a stand-in of the space's size, so the search starts from it."""
     return {"svhn": dict(PAPER_SVHN),
-            "mnist-demo": {"read_n": 2, "write_n": 5, "z_size": 10, "hidden": 128, "T": 10, "lr": 4e-3},
+            "mnist-demo": _point(TrainConfig().with_preset("quick")),  # the quick preset is this space's start
             "colour-cpu": {"read_n": 6, "write_n": 8, "z_size": 32, "hidden": 256, "T": 12, "lr": 3e-3},
             "smoke": {"read_n": 3, "write_n": 4, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}}[kind]
+
+
+def _point(cfg: TrainConfig) -> dict[str, Any]:
+    m = cfg.model
+    return {"read_n": m.read_n, "write_n": m.write_n, "z_size": m.z_size, "hidden": m.enc_size, "T": m.T, "lr": cfg.lr}
 
 
 def apply(params: dict[str, Any], base: TrainConfig) -> TrainConfig:

@@ -144,3 +144,18 @@ def test_evaluating_a_checkpoint_that_does_not_say_its_data(tmp_path, capsys):
     assert code == 2 and "does not say which data" in err and "--dataset" in err
     code, out, _ = run_cli(capsys, "evaluate", "--checkpoint", ck, "--limit", "20", "--dataset", "mnist", "--quiet")
     assert code == 0 and json.loads(out)["count"] == 20
+
+
+def test_a_final_evaluation_short_of_time_takes_the_splits_first_images_and_says_so(tmp_path, capsys, monkeypatch,
+                                                                                  caplog):
+    from draw_service.train import loop
+
+    # the budget says a quarter of the split fits (its arithmetic is tests/unit/test_time_budget.py's)
+    monkeypatch.setattr(loop.Budget, "final_share", lambda self, *args: 0.25)
+    monkeypatch.setattr(loop.Budget, "spent", lambda self, meter, *args: meter.steps >= 4)
+    code, out, _ = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--steps", "50", "--batch-size", "20",
+                           "--train-limit", "400", "--test-limit", "400", "--eval-batch-size", "50",
+                           "--time-limit", "60", *TINY)
+    result = json.loads(out)
+    assert code == 0 and result["step"] == 4 and result["eval_images"] == 100 and result["eval_split"] == "test"
+    assert "the final evaluation took the first 100 of the 400 test images" in caplog.text

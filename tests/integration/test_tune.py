@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import point_ray_address_file_here
-from ray_heads import RAY, head_env, ray_head
+from ray_heads import head_env, ray_head
 from wandb_records import history, run_info
 
 from draw_service import best as best_record
@@ -118,18 +118,26 @@ def trial_lifetimes(prefix: str, tmp_path: Path) -> dict[str, tuple[float, float
     return found
 
 
-def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_root, s3, tmp_path):
-    """`ray start --head` on free ports, then the README's command, word for word: the node has its S3
-    credentials in its environment (as a pod has them from its Secret), and the job gets its
-    non-secret settings with --runtime-env-json."""
-    env = head_env()
-    env.pop("DRAW_DATA_ROOT", None)  # not on the node: the job is told where its data is
+def readme_submit_line() -> list[str]:
+    """The README's `ray job submit` line (section "On a Ray cluster"), as words."""
+    import shlex
+
+    block = (REPO / "README.md").read_text().split("## On a Ray cluster", 1)[1].split("```bash", 1)[1]
+    (line,) = [ln for ln in block.split("```", 1)[0].splitlines() if ln.startswith("ray job submit")]
+    return shlex.split(line.split("  #", 1)[0])
+
+
+def test_ray_job_submit_runs_the_readmes_smoke_search_on_a_running_cluster(s3, tmp_path):
+    """A head started as the README says (`RAY_AUTH_MODE=token ray start --head`, here on free ports and with
+    a token of the test's own, never ~/.ray's), then the README's submit line word for word but for the
+    head's address. The head was started with the job's settings in its environment (DRAW_DATA_ROOT and
+    DRAW_STORAGE, pointed at the test's S3) and the S3 credentials, as a pod has them from its Secret."""
+    env = head_env(DRAW_STORAGE="s3://draw/jobs")
+    words = readme_submit_line()
+    words[words.index("--address") + 1] = "{address}"
     with ray_head(env, lambda gcs: ["--num-cpus=4"]) as head:
-        runtime_env = json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}})
-        job = subprocess.run(
-            [RAY, "job", "submit", "--address", head.address, "--working-dir", ".", "--runtime-env-json",
-             runtime_env, "--", "python", "jobs/tune_svhn.py", "--smoke", "--storage", "s3://draw/jobs"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        job = subprocess.run([w.format(address=head.address) for w in words], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
         log = job.stdout + job.stderr
         # the transcript, for the record (pytest -s shows it): the trial counts as they ran, and the end
         print(*(line for line in log.splitlines() if "Trial status" in line), log[-5000:], sep="\n")
@@ -151,7 +159,8 @@ def test_ray_job_submit_runs_the_svhn_smoke_search_on_a_running_cluster(svhn_roo
         (record_key,) = [k for k in keys if k.endswith("/best.json")]
         record = json.loads(storage.read_bytes(f"s3://draw/{record_key}"))
         assert record["trials"] == 2 and storage.exists(checkpoint.checkpoint_file(record["checkpoint"]))
-        assert checkpoint.load_model(record["checkpoint"])[0].image_shape == (3, 32, 32)
+        assert checkpoint.load_model(record["checkpoint"])[0].image_shape == (1, 28, 28)  # --source mnist
+        assert "/tune-mnist-smoke-" in record_key
 
 
 

@@ -139,3 +139,18 @@ def test_writes_are_all_or_nothing_and_leave_no_temporary_files(tmp_path):
     with pytest.raises(storage.StorageError, match="writing .*dir failed"):
         storage.write_bytes(str(tmp_path / "a" / "dir"), b"x")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dir", "f.bin"]
+
+
+def test_a_run_folder_stands_for_its_newest_readable_checkpoint_and_says_which(tmp_path, caplog):
+    run = tmp_path / "run"
+    for step in (10, 30, 20):
+        checkpoint.save(checkpoint.build_state(small_model(), None, step, {}, {}), run / f"checkpoint_{step:07d}")
+    (run / "checkpoint_0000040").mkdir()  # a checkpoint still being written: no file yet
+    with caplog.at_level("INFO"):
+        assert checkpoint.load(run)["step"] == 30 and checkpoint.load_model(str(run))[1]["step"] == 30
+    assert f"{run} is a run folder: using its newest checkpoint, {run}/checkpoint_0000030" in caplog.text
+    (run / "empty").mkdir()
+    for where in (run / "empty", tmp_path / "nowhere"):
+        with pytest.raises(checkpoint.CheckpointError, match=f"no checkpoint at {where}/checkpoint.pt, nor a run "
+                                                             f"folder with checkpoint_"):
+            checkpoint.load(where)

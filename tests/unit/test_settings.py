@@ -231,3 +231,26 @@ def test_num_workers_takes_a_count_or_an_elastic_range_and_the_batch_must_split_
     for bad in ("spot", "spot=0", "CPU=2", "=1"):
         with pytest.raises(ValueError, match="NAME=AMOUNT"):
             RayConfig(worker_resources=bad)
+
+
+def test_a_preset_sets_the_defaults_and_options_beside_it_override_them(capsys):
+    from draw_service.cli import defaults
+
+    def read(*argv):
+        args = build_parser(["train", *argv]).parse_args(["train", *argv])
+        return read_options(defaults(COMMANDS["train"], args.preset), args)
+
+    quick = read("--preset", "quick")
+    assert (quick.model.T, quick.model.enc_size, quick.batch_size, quick.time_limit) == (10, 128, 64, 2.8)
+    assert quick.model.read_n == 2 and quick.data.dataset == "mnist"  # what it leaves alone stays the default
+    mine = read("--preset=quick", "--T", "12", "--time-limit", "5")
+    assert (mine.model.T, mine.time_limit, mine.model.enc_size) == (12, 5.0, 128)
+    assert read("--preset", "paper") == read() == TrainConfig()
+    with pytest.raises(SystemExit):
+        build_parser(["train", "--preset", "slow"]).parse_args(["train", "--preset", "slow"])
+    assert "invalid choice: 'slow'" in capsys.readouterr().err
+    # the demo search starts from the quick preset's shape: one place for it
+    from draw_service.tune.space import starting_point
+
+    assert starting_point("mnist-demo") == {"read_n": 2, "write_n": 5, "z_size": 10, "hidden": 128, "T": 10,
+                                            "lr": quick.lr}
