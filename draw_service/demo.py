@@ -12,6 +12,7 @@ Ctrl-C).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class DemoConfig(Settings):
     port: int = option(8000, min=1, max=65535, help="the HTTP service's port")
     keep_serving: bool = option(False, help="keep the endpoint up until Ctrl-C")
     wandb: bool = option(False, help="log the trials to W&B (offline files)")
+    verbose: bool = option(False, help="Ray's, Tune's and Serve's own output too (status tables, every worker's "
+                                       "and replica's log lines)")
 
 
 class Progress:
@@ -62,9 +65,11 @@ def run(opts: DemoConfig) -> dict[str, Any]:
     out = Path(opts.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    if not opts.verbose:  # Serve's start-up lines (it sets its logger's level itself): the demo says what it does
+        logging.getLogger("ray.serve").addFilter(lambda record: record.levelno >= logging.WARNING)
     dataset = prepare(p, out / "store")
     p.stage(2, f"Starting a local Ray cluster ({os.cpu_count()} CPUs)")
-    connect()
+    connect(log_to_driver=opts.verbose)
     best = search(p, opts, dataset, out / "store" / "demo-search")
     bound = evaluate_best(p, best, dataset)
     url, info = serve_and_fetch(p, opts, best, out)
@@ -77,20 +82,29 @@ def run(opts: DemoConfig) -> dict[str, Any]:
         "wall_time": p.elapsed(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    p.stage(6, "Done")
-    print(json.dumps(summary, indent=2), flush=True)
+    m = info["model"]
+    p.stage(6, f"Done: the best trial's model (T={m['T']}, {m['enc_size']}/{m['dec_size']} LSTMs, z={m['z_size']}, "
+               f"read {m.get('read_n')}, write {m.get('write_n')}) scores {summary['test_nll_bound']} nats on the "
+               f"test set")
+    p.note(f"its samples: {summary['samples']}, its drawing: {summary['drawing']}")
+    if "shipped_samples" in summary:
+        p.note(f"the shipped {SHOWCASE} model's samples: {summary['shipped_samples']}")
+    p.note(f"all of it as JSON: {out / 'summary.json'}")
     if opts.keep_serving:
-        print(f"\nserving at {url} (docs at {url}/docs); Ctrl-C stops", flush=True)
+        p.note(f"serving at {url}/ (the page: pick a model, draw, upload); API docs at {url}/docs; Ctrl-C stops")
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+    else:
+        p.note(f"the endpoint is closed now; `make demo DEMO_ARGS=--keep-serving` keeps {url}/ up to try the page")
     import ray
     from ray import serve
 
-    serve.shutdown()
-    ray.shutdown()
+    if os.environ.get("RAY_ADDRESS"):  # a cluster the demo joined goes on: take the service off it
+        serve.shutdown()
+    ray.shutdown()  # a local cluster goes whole, the service with it
     return summary
 
 
@@ -125,7 +139,7 @@ def search(p: Progress, opts: DemoConfig, dataset: str, search_dir: Path) -> dic
                        ray=RayConfig(num_workers=1, max_failures=1), out=str(search_dir), batch_size=opts.batch_size,
                        steps=opts.steps, eval_every=opts.eval_every, eval_batch_size=500, quiet=True)
     best = run_search(SearchConfig(base=base, space="mnist-demo", trials=opts.trials, max_concurrent=opts.concurrent,
-                                   algorithm="optuna"))
+                                   algorithm="optuna", verbose=opts.verbose))
     p.note(f"best trial {best['trial_id']}: validation NLL bound {best['nll_bound']:.2f} nats "
            f"({best['bits_per_dim']:.4f} bits/dim), {best['checkpoint']}")
     return best

@@ -85,8 +85,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def connect(num_cpus: int | None = None) -> None:
-    """Join the cluster in RAY_ADDRESS (`auto` finds one started on this machine), or start a local one."""
+def connect(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+    """Join the cluster in RAY_ADDRESS (`auto` finds one started on this machine), or start a local one.
+    `log_to_driver=False` keeps the workers' and Ray's own log lines off this process's terminal."""
     import ray
 
     if ray.is_initialized():
@@ -97,7 +98,7 @@ def connect(num_cpus: int | None = None) -> None:
 
         try:
             api = get_address_for_submission_client(address)
-            ray.init(runtime_env={"env_vars": {API_SERVER_ENV: api}})
+            ray.init(runtime_env={"env_vars": {API_SERVER_ENV: api}}, log_to_driver=log_to_driver)
         except Exception as err:  # noqa: BLE001 - sorted below: a refusal, or a cluster out of reach
             if _refused(err):
                 raise ClusterRefused(address) from None
@@ -107,4 +108,4 @@ def connect(num_cpus: int | None = None) -> None:
         return
     port = _free_port()
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_port=port,
-             runtime_env={"env_vars": {API_SERVER_ENV: f"http://127.0.0.1:{port}"}})
+             runtime_env={"env_vars": {API_SERVER_ENV: f"http://127.0.0.1:{port}"}}, log_to_driver=log_to_driver)

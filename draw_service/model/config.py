@@ -52,6 +52,13 @@ class DRAWConfig(Settings):
                                   f"{EIGHT_BIT} otherwise")
     mixtures: int = option(5, min=1, help="logistic-mixture: components K per pixel")
 
+    def described(self) -> dict:
+        """The settings that shape this network, for people (a card, /info): `mixtures` only for a mixture,
+        the patch sizes only with attention."""
+        unused = ({"mixtures"} if self.likelihood != "logistic-mixture" else set()) | \
+                 (set() if self.attention else {"read_n", "write_n"})
+        return {k: v for k, v in self.to_dict().items() if k not in unused}
+
     def for_data(self, binarized: bool) -> DRAWConfig:
         """The architecture with `likelihood` settled for the data: what a checkpoint records."""
         if self.likelihood != "auto":

@@ -66,7 +66,7 @@ class DRAWService(Service):
         config, shape = checkpoint.model_config(state, self.uris[name])
         data = (state.get("train_config") or {}).get("data") or {}
         return {"name": name, "default": name == self.default, "dataset": data.get("dataset"),
-                "likelihood": config.likelihood, "model": config.to_dict(),
+                "likelihood": config.likelihood, "model": config.described(),
                 "image_shape": list(shape), "step": state["step"],
                 "metrics": {k: v for k, v in state.get("metrics", {}).items() if isinstance(v, (int, float, str))},
                 "evaluation": _evaluation(self.uris[name])}

@@ -116,8 +116,10 @@ class ServeSettings(Settings):
 class ServeConfig(Settings):
     component = "serve"
 
-    checkpoint: str | None = option(None, help="checkpoint URI (folder or file, local or s3://)")
-    best: str | None = option(None, help="a search's best record (best.json, or the search's folder)")
+    checkpoint: str | None = option(None, help="the model to serve: a checkpoint (folder or file) or a run folder "
+                                               "(its newest checkpoint), local or s3://; give this or --best")
+    best: str | None = option(None, help="or the model a search found best: its best record (best.json, or the "
+                                         "search's folder)")
     models: str = option("", metavar="NAME=URI,...", help="more models to offer beside that one, chosen per request "
                                                          "by the serve_multiplexed_model_id header; 'shipped' adds "
                                                          "the repository's trained models")

@@ -1,8 +1,8 @@
 """The HTTP API's request and response shapes (FastAPI turns them into the OpenAPI docs at /docs).
 
 Strict types: `"seed": false` is not 0 and `"n": "3"` is not 3. Sizes whose limits are runtime settings
-(`ServeSettings`) are bounded here by the widest setting allowed; the published schema narrows them to
-the deployment's own limits (`routes.py`).
+(`ServeSettings`) are checked by the routes against the deployment's own limits, which the published
+schema states (`openapi.py`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .config import ServeSettings
-
 MAX_SEED = 2**53 - 1  # the largest integer every JSON reader holds exactly
 STRICT = ConfigDict(extra="forbid", strict=True)
-
-
-def widest(setting: str) -> int:
-    """The largest value a ServeSettings limit may be set to (its option's `max`)."""
-    return ServeSettings.__dataclass_fields__[setting].metadata["max"]
 
 
 def _integral(value: object) -> object:
@@ -36,7 +29,9 @@ class SampleRequest(BaseModel):
 
     model_config = STRICT
 
-    n: Int = Field(16, ge=1, le=widest("max_n"), description="how many images (at most the deployment's max_n)")
+    # No upper bound here: the deployment's own limit (its max_n, in its published schema) is the one a client
+    # meets, with one message for any n above it.
+    n: Int = Field(16, ge=1, description="how many images (at most the deployment's max_n)")
     seed: Seed | None = Field(None,
                               description="same seed, same images (as `draw-service sample --seed`); omitted: a "
                                          "random seed, returned in the answer")
@@ -51,8 +46,7 @@ class AnimateRequest(BaseModel):
 
     model_config = STRICT
 
-    n: Int = Field(16, ge=1, le=widest("max_n_animate"),
-                   description="how many images to draw side by side (at most max_n_animate)")
+    n: Int = Field(16, ge=1, description="how many images to draw side by side (at most max_n_animate)")
     seed: Seed | None = None
     temperature: float = Field(1.0, gt=0, le=10)
 

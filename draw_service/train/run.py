@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
@@ -12,8 +13,17 @@ def train_command(cfg: TrainConfig) -> dict[str, Any]:
         from .on_ray import fit
 
         return fit(cfg)
+    from .. import storage
     from .loop import train_loop
     from .session import LocalSession
 
-    session = LocalSession(cfg.out, cfg.device, resume=cfg.resume, keep=cfg.keep_checkpoints)
-    return train_loop(cfg, session)
+    local = Path(storage.resolve(cfg.out).path) if storage.is_local(cfg.out) else None
+    made = [d for d in (local, *local.parents) if not d.exists()] if local is not None else []
+    try:
+        session = LocalSession(cfg.out, cfg.device, resume=cfg.resume, keep=cfg.keep_checkpoints)
+        return train_loop(cfg, session)
+    except BaseException:
+        for folder in made:  # a run that failed before writing anything leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise

@@ -13,7 +13,8 @@ from ..train.config import RayConfig, TrainConfig
 def _base() -> TrainConfig:
     # A search scores trials on a validation split held out of the training images, never on the test
     # split; every trial is a Ray Train run of at least one worker.
-    return TrainConfig(data=DataConfig(validation_stride=10), ray=RayConfig(num_workers=1, max_failures=1))
+    return TrainConfig(data=DataConfig(validation_stride=10), ray=RayConfig(num_workers=1, max_failures=1),
+                       out="runs/search")  # not a training run's runs/draw: a search is a folder of its own
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class SearchConfig(Settings):
     grace_reports: int = option(1, min=1, help="ASHA: evaluations every trial gets before it may be stopped")
     reduction_factor: int = option(2, min=2, cli=False, help="ASHA's reduction factor")
     prepare: PrepareFirst = section(PrepareFirst, title="preparing the dataset first", flag_prefix="prepare")
+    verbose: bool = option(False, help="Ray's and Tune's own output too (Tune's status tables, every worker's log "
+                                       "lines); by default a line per trial and per report")
     # Trials to run first, before the algorithm proposes any (default: the space's starting point).
     points_to_evaluate: list[dict[str, Any]] | None = option(None, cli=False, help="trials to run first")
 

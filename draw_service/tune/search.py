@@ -125,10 +125,30 @@ def make_tuner(cfg: SearchConfig):
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
                                       failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False),
                                       sync_config=ray.tune.SyncConfig(sync_period=STATE_SYNC_S),
-                                      callbacks=[signature.make_signer(search)]),
+                                      callbacks=[signature.make_signer(search), *_progress(cfg)],
+                                      verbose=None if cfg.verbose else 0),
     )
     signature.sign_stored(search, [signature.TUNER_STATE])  # written by Tuner(...) itself, straight to storage
     return tuner
+
+
+def _progress(cfg: SearchConfig) -> list:
+    """The search's own lines (`progress.py`), unless --verbose asks for Tune's tables instead."""
+    if cfg.verbose:
+        return []
+    import os
+
+    from .progress import TrialLines
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's older output, which verbose=0 silences whole
+
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "A new study created" line
+    except ImportError:
+        pass
+    return [TrialLines(cfg.trials, cfg.reports_per_trial())]
 
 
 def outcomes(search: RunDir, results) -> list[TrialOutcome]:
@@ -169,7 +189,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         return {**done, "best_record": best_record.location(search.uri).uri, "resumed_finished_search": True}
     if storage.exists(search.loc.join(signature.TUNER_STATE)):
         signature.verify(search)  # before Ray starts, and before it unpickles anything of the folder
-    connect()
+    connect(log_to_driver=cfg.verbose)  # the trials' own lines come as TrialLines, unless --verbose
     keep_credentials_off_trials()
     results = make_tuner(cfg).fit()
     rows, best = summarise(outcomes(search, results), cfg.reports_per_trial(), search.uri, cfg.base.data.dataset)

@@ -41,8 +41,16 @@ def test_smoke_search_stops_trials_early_survives_a_failed_trial_and_resumes(ray
     cfg = SearchConfig(base=base, space="smoke", trials=3,
                        max_concurrent=1, points_to_evaluate=[good, broken, crawling], algorithm="random")
     best = run_search(cfg)
-    table = capsys.readouterr().out
-    print(table)
+    said = capsys.readouterr()
+    table = said.out
+    print(table, said.err)
+    # the search's own progress, a line per trial start, report and end (Tune's tables only with --verbose)
+    lines = [ln for ln in said.err.splitlines() if re.match(r"\[\d+:\d\d\] trial \w+: ", ln)]
+    assert len([ln for ln in lines if ": started (read_n 3 write_n " in ln]) == 3, said.err
+    assert len([ln for ln in lines if " report 4/4, step 40: validation bound " in ln]) == 1, said.err
+    assert len([ln for ln in lines if "stopped early by ASHA after 1 report (" in ln]) == 1, said.err
+    assert len([ln for ln in lines if ": failed: ValueError: attention patches" in ln]) == 1, said.err
+    assert "3/3 trials done" in lines[-1] and "Trial status" not in said.out + said.err
     statuses = re.findall(r"^\w+_\d{5}\s.*?(completed|stopped early|error)\s*$", table, re.M)  # the summary's rows
     assert sorted(statuses) == ["completed", "error", "stopped early"], table
     assert re.search(r"\s1e-07\s.*stopped early", table), table  # the crawling trial, its lr as it was

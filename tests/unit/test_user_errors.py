@@ -27,6 +27,7 @@ def one_line(capsys) -> str:
      "two models are named 'mnist-attention'"),
     (["train", "--dataset", "mnst", "--num-workers", "2", "--steps", "1"],
      "unknown dataset 'mnst' (did you mean mnist?)"),
+    (["train", "--dataset", "nodata", "--steps", "1", "--out", "runs/nodata"], "unknown dataset 'nodata'"),
     (["tune", "--dataset", "fashion-mnst", "--steps", "1"],
      "unknown dataset 'fashion-mnst' (did you mean fashion_mnist?)"),
 ])
