@@ -38,3 +38,21 @@ def config(path: Path) -> dict:
         for item in updates:
             out[item.key] = json.loads(item.value_json)
     return out
+
+
+def lifetime(path: Path) -> tuple[str, float, float]:
+    """(the run's name, when it started, its last row's time), in seconds since the epoch, as W&B recorded
+    them where the run ran."""
+    info = run_info(path)
+    return (info.display_name, info.start_time.seconds + info.start_time.nanos / 1e9,
+            max(row["_timestamp"] for row in history(path)))
+
+
+def most_at_once(lives: list[tuple[float, float]]) -> int:
+    """The most intervals (start, end) that were open at one moment."""
+    events = sorted([(start, 1) for start, _ in lives] + [(end, -1) for _, end in lives], key=lambda e: (e[0], e[1]))
+    most = now = 0
+    for _, change in events:
+        now += change
+        most = max(most, now)
+    return most

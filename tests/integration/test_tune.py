@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import point_ray_address_file_here
 from ray_heads import head_env, ray_head
-from wandb_records import history, run_info
+from wandb_records import history, lifetime, run_info
 
 from draw_service import best as best_record
 from draw_service import checkpoint, storage
@@ -120,9 +120,8 @@ def trial_lifetimes(prefix: str, tmp_path: Path) -> dict[str, tuple[float, float
             local = tmp_path / obj["Key"]
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(storage.read_bytes(f"s3://draw/{obj['Key']}"))
-            info = run_info(local)
-            found[info.display_name] = (info.start_time.seconds + info.start_time.nanos / 1e9,
-                                        max(row["_timestamp"] for row in history(local)))
+            name, start, end = lifetime(local)
+            found[name] = (start, end)
     return found
 
 
