@@ -29,7 +29,8 @@ def test_the_readmes_quick_start_runs_as_written(tmp_path):
     lines = quick_start_lines()
     assert lines[0] == "source .venv/bin/activate" and lines[1].startswith("draw-service train --preset quick")
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the clone's venv, where the README is run
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a machine with no cluster: it starts one
+    # a machine as a newcomer has it: no cluster to join (it starts one), no serving token set
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DRAW_SERVE_TOKEN")}
     first = [lines[0], lines[1] + " " + " ".join(FEW_STEPS), *lines[2:-1]]
     run = subprocess.run(["bash", "-ec", "\n".join(first)], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
@@ -47,7 +48,9 @@ def test_the_readmes_quick_start_runs_as_written(tmp_path):
                               start_new_session=True)
     try:
         url = json.loads(server.stdout.readline())["url"]  # printed once it serves
-        offered = requests.get(f"{url}/models", timeout=30).json()
+        answer = requests.get(f"{url}/models", timeout=30)
+        assert answer.status_code == 200, answer.text[:300]
+        offered = answer.json()
         assert offered["default"] == "quick" and "mnist-attention" in [m["name"] for m in offered["models"]]
         grid = requests.post(f"{url}/sample", json={"n": 4, "seed": 1}, timeout=60)
         assert grid.status_code == 200 and np.asarray(grid.json()["images"]).shape == (4, 1, 28, 28)
