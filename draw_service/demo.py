@@ -83,9 +83,9 @@ def run(opts: DemoConfig) -> dict[str, Any]:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     m = info["model"]
+    patches = f"read {m['read_n']}, write {m['write_n']}" if m["attention"] else "no attention"
     p.stage(6, f"Done: the best trial's model (T={m['T']}, {m['enc_size']}/{m['dec_size']} LSTMs, z={m['z_size']}, "
-               f"read {m.get('read_n')}, write {m.get('write_n')}) scores {summary['test_nll_bound']} nats on the "
-               f"test set")
+               f"{patches}) scores {summary['test_nll_bound']} nats on the test set")
     p.note(f"its samples: {summary['samples']}, its drawing: {summary['drawing']}")
     if "shipped_samples" in summary:
         p.note(f"the shipped {SHOWCASE} model's samples: {summary['shipped_samples']}")

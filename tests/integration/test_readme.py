@@ -12,21 +12,15 @@ from pathlib import Path
 import numpy as np
 import requests
 from PIL import Image
+from readme import readme_lines
 
 from devtools.s3_server import free_port_pairs
 
-REPO = Path(__file__).resolve().parents[2]
 FEW_STEPS = ["--steps", "30", "--test-limit", "200"]  # the suite's only change: the whole run takes 3 minutes
 
 
-def quick_start_lines() -> list[str]:
-    block = (REPO / "README.md").read_text().split("## A model of your own in three minutes", 1)[1]
-    block = block.split("```bash", 1)[1].split("```", 1)[0]
-    return [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
-
-
 def test_the_readmes_quick_start_runs_as_written(tmp_path):
-    lines = quick_start_lines()
+    lines = readme_lines("A model of your own in three minutes")
     assert lines[0] == "source .venv/bin/activate" and lines[1].startswith("draw-service train --preset quick")
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the clone's venv, where the README is run
     # a machine as a newcomer has it: no cluster to join (it starts one), no serving token set

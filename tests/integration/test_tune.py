@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import point_ray_address_file_here
 from ray_heads import head_env, ray_head
+from readme import readme_lines
 from wandb_records import history, lifetime, run_info
 
 from draw_service import best as best_record
@@ -129,9 +130,8 @@ def readme_submit_line() -> list[str]:
     """The README's `ray job submit` line (section "On a Ray cluster"), as words."""
     import shlex
 
-    block = (REPO / "README.md").read_text().split("## On a Ray cluster", 1)[1].split("```bash", 1)[1]
-    (line,) = [ln for ln in block.split("```", 1)[0].splitlines() if ln.startswith("ray job submit")]
-    return shlex.split(line.split("  #", 1)[0])
+    (line,) = [ln for ln in readme_lines("On a Ray cluster") if ln.startswith("ray job submit")]
+    return shlex.split(line)
 
 
 def test_ray_job_submit_runs_the_readmes_smoke_search_on_a_running_cluster(s3, tmp_path):
