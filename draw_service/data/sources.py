@@ -147,8 +147,9 @@ def _cifar10(key: str, root: Path) -> ImageArrays:
     from torchvision import datasets
 
     if not (root / "cifar-10-batches-py").is_dir():
-        # Machines without internet may hold a keras-style copy instead (e.g. a subset for CI).
-        for name in ("cifar10.npz", "cifar10-subset.npz"):
+        # Machines without internet may hold a keras-style copy instead: the whole set, or all 50k training
+        # images with part of the test set, or a 10k subset (CI's); the largest there is wins.
+        for name in ("cifar10.npz", "cifar10-50k.npz", "cifar10-subset.npz"):
             if (root / name).is_file():
                 log.info("CIFAR-10: using %s", root / name)
                 arrays = load_npz(root / name)

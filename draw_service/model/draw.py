@@ -294,11 +294,14 @@ class DRAW(nn.Module):
             log_sigmas.append(log_sigma)
             records += rec_k
 
-        canvas = state[0]
-        mu, log_sigma = torch.cat(mus), torch.cat(log_sigmas)  # (T, B, Z)
-        # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 2 log σ − 1), summed over t and z (equation 11).
-        kl = 0.5 * (mu * mu + torch.exp(2 * log_sigma) - 2 * log_sigma - 1).sum(dim=(0, 2))
-        recon = self.nll(canvas, x)
+        # Under a bf16 autocast the steps' matrix products run in bf16; the bound's terms are summed in the
+        # images' precision, where bf16's 8-bit mantissa would round away most of a sum of thousands of terms.
+        canvas = state[0].to(x.dtype)
+        mu, log_sigma = torch.cat(mus).to(x.dtype), torch.cat(log_sigmas).to(x.dtype)  # (T, B, Z)
+        with torch.autocast(x.device.type, enabled=False):
+            # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 2 log σ − 1), summed over t and z (equation 11).
+            kl = 0.5 * (mu * mu + torch.exp(2 * log_sigma) - 2 * log_sigma - 1).sum(dim=(0, 2))
+            recon = self.nll(canvas, x)
         rec = None
         if record:
             canvases, read_wins, write_wins = zip(*records)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..data.config import DataConfig
+from ..device import PRECISIONS
 from ..model import DRAWConfig
 from ..settings import Settings, option, section
 from ..tracking import TrackingConfig
@@ -139,7 +140,10 @@ class TrainConfig(Settings):
     iw_samples: int = option(0, min=0, help="importance samples for a final IWAE bound (0: skip)")
     seed: int = option(0, min=0, help="seeds the weights, the batches and the posterior noise")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="where a local run trains")
-    precision: str = option("fp32", choices=("fp32", "bf16"), help="bf16 autocast (pays at large batches on GPUs)")
+    precision: str = option("auto", choices=PRECISIONS,
+                            help="bf16: matrix products in bf16 (autocast), weights, optimiser state, likelihood and KL "
+                                 "in fp32; auto: bf16 where the hardware computes it natively (CPU flag avx512_bf16 "
+                                 "or amx_bf16, or a GPU with bf16), fp32 elsewhere")
     compile: bool = option(False, help="torch.compile the drawing steps")
     compile_steps: int = option(8, min=1, metavar="K", help="with --compile: drawing steps per compiled graph (1 "
                                                             "compiles fastest)")

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .. import checkpoint
 from ..data.batches import BatchStream
 from ..data.worker import WorkerData, load_worker_data
+from ..device import pick_precision
 from ..model import DRAW
 from ..model.likelihood import bits_per_dim
 from ..tracking import Tracker
@@ -236,6 +237,7 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])  # after the move: it follows its parameters' device
     if cfg.compile:
         model.compile_step(cfg.compile_steps)  # the loop over blocks of steps stays in Python
+    precision, precision_why = pick_precision(cfg.precision, device)
     nodes = _gather(session.node, world)  # where each rank runs, for the log and every report
     tracker = None
     if rank == 0:
@@ -244,12 +246,13 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
         log.info("%s: %d train / %d %s images %s, %d steps (%d per epoch), %d workers, %s, %.2fM parameters",
                  data.name, data.train_total, data.eval_total, data.eval_split, data.image_shape, plan.planned_steps,
                  plan.steps_per_epoch, world, device, sum(p.numel() for p in model.parameters()) / 1e6)
+        log.info("precision %s (%s)", precision, precision_why)
         if world > 1:
             log.info("world size %d, from step %d: %s", world, step,
                      ", ".join(f"rank {r} on node {n}" for r, n in enumerate(nodes)))
 
     # Steps.
-    train_step = (GraphedStep if cfg.cuda_graphs else EagerStep)(net, optimizer, cfg.grad_clip, cfg.precision == "bf16")
+    train_step = (GraphedStep if cfg.cuda_graphs else EagerStep)(net, optimizer, cfg.grad_clip, precision == "bf16")
     noise_shape = (model_cfg.T, cfg.batch_size // world, model_cfg.z_size)
     meter = Meter(device, train_s)
     budget = Budget(cfg.time_limit and cfg.time_limit * 60, cfg.train_time_limit and cfg.train_time_limit * 60,
@@ -260,7 +263,8 @@ def train_loop(cfg: TrainConfig, session: Session) -> dict[str, Any]:
                disable=rank != 0 or cfg.quiet, mininterval=1 if sys.stderr.isatty() else 30)
     reporter = Reporter(cfg, plan, model, optimizer, data, session, tracker, bar,
                         {"data_load_s": data_load_s, "resumed_from": step, "world_size": world,
-                         "worker_nodes": ",".join(nodes)}, budget)
+                         "worker_nodes": ",".join(nodes),
+                         "precision": precision}, budget)
     noticed = False  # a node preemption notice, answered with a checkpoint
     net.train()
     while step < total_steps:
