@@ -5,6 +5,8 @@ Sections (all but quality by default, or pick with --only):
   ray      the Ray Train overhead, data waiting from S3, shards against Ray Data (ray_overhead.py)
   serve    the HTTP service under load, batched and not (serve_load.py, with load_generator.py)
   quality  time to quality: recipes trained for a budget, the test bound against minutes (quality.py)
+  precision  fp32 against bf16 on the CPU: training and sampling images/s of the paper and colour models, and
+             the test bound after the same steps in both (precision.py)
 Timings are the best of several repeats (this kind of machine is a shared VM; the best is the least
 disturbed), taken side by side in one process.
 """
@@ -26,8 +28,9 @@ from .common import machine, say
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="*", choices=["model", "ray", "serve", "quality"], default=["model", "ray", "serve"],
-                   help="sections to run (quality, which trains for its budget, only when named)")
+    p.add_argument("--only", nargs="*", choices=["model", "ray", "serve", "quality", "precision"],
+                   default=["model", "ray", "serve"],
+                   help="sections to run (quality and precision, which train, only when named)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-compile", action="store_true", help="skip the compiled model (saves ~2 min of compiling)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="epochs the schedule plans for (default: the recipe's); fit it to the machine's speed so the "
                         "cosine decay completes inside the budget")
     p.add_argument("--quality-out", default="bench-out/quality", help="runs, quality.json and quality.png go here")
+    p.add_argument("--bound-steps", type=int, default=1000, help="precision: training steps before the bounds compare")
+    p.add_argument("--bound-models", nargs="*", default=["paper_mnist"], choices=["paper_mnist", "colour_cifar10"],
+                   help="precision: the models whose bounds are compared (each trains twice)")
     a = p.parse_args(argv)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     # Only the JSON goes to stdout: what Ray, Serve and the training loop print goes to stderr.
@@ -71,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
         report["quality"] = bench_quality(a.quality_runs, a.quality_minutes, a.device, Path(a.quality_out),
                                           epochs=a.quality_epochs)
+    if "precision" in a.only:
+        say("precision: fp32 against bf16")
+        from pathlib import Path
+
+        from .precision import bench_precision
+
+        report["precision"] = bench_precision(a.repeats, a.bound_steps, a.bound_models, Path("bench-out/precision"))
     report["bench_wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report, indent=2), file=json_out, flush=True)
     return 0

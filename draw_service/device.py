@@ -7,8 +7,10 @@ import contextlib
 import functools
 import os
 import platform
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # CPU flags of native bf16 arithmetic: AVX-512's dot products, or AMX's tiles. Without them PyTorch emulates
@@ -17,6 +19,8 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def pick_device(pref: str) -> torch.device:
+    import torch
+
     if pref == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible (use --device cpu or auto)")
     if pref == "auto":
@@ -35,6 +39,8 @@ def cpu_flags() -> frozenset[str]:
 
 def native_bf16(device: torch.device) -> str | None:
     """Why `device` computes bf16 natively (the CPU flag, or the GPU's support), or None where it does not."""
+    import torch
+
     if device.type == "cuda":
         return "the GPU supports bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else None
     return next((flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()), None)
@@ -53,8 +59,11 @@ def pick_precision(pref: str, device: torch.device) -> tuple[str, str]:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device` for `precision` bf16 (weights stay fp32; matrix products run in bf16)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """bf16 autocast on `device` for `precision` bf16 (weights stay fp32; matrix products run in bf16).
+    Its weight-cast cache is off: it must be inside a CUDA graph capture, and costs little elsewhere."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
 def cpu_name() -> str:
@@ -67,6 +76,8 @@ def cpu_name() -> str:
 
 def describe(device: torch.device) -> dict[str, object]:
     """The hardware behind a measurement on `device`: recorded in checkpoints and benchmark results."""
+    import torch
+
     info: dict[str, object] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                "torch": str(torch.__version__)}
     if device.type == "cuda":

@@ -44,7 +44,7 @@ def card(state: dict[str, Any], source: str, note: str | None = None, name: str 
         command = f"(not reconstructible: {err})"
     metrics = state.get("metrics") or {}
     keep = ("nll_bound", "bits_per_dim", "eval_recon", "eval_kl", "eval_split", "epoch", "train_minutes",
-            "images_per_s")
+            "images_per_s", "precision")
     return {
         "model": state["model_config"], "image_shape": state["image_shape"], "step": state["step"],
         "data": train.get("data"), "metrics": {k: v for k, v in metrics.items() if k in keep or k.startswith("iwae")},

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .device import PRECISIONS
 from .limits import MAX_ANIMATED, MAX_IMAGES
 from .settings import Settings, option, require
 
@@ -25,6 +26,9 @@ class SampleConfig(Settings):
     seed: int = option(0, min=0, help="same seed, same images (here and from the HTTP service)")
     temperature: float = option(1.0, above=0, help="scales the prior's standard deviation")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="where to decode")
+    precision: str = option("auto", choices=PRECISIONS, help="the decoder's: auto is bf16 where the hardware computes "
+                                                             "it natively (the images then differ from fp32's by a "
+                                                             "level or so on some pixels), else fp32")
 
     def check(self) -> None:
         if self.gif is not None and self.n > MAX_ANIMATED:
@@ -49,7 +53,7 @@ def sample_command(cfg: SampleConfig) -> dict[str, Any]:
     from PIL import Image
 
     from . import checkpoint
-    from .device import pick_device
+    from .device import autocast, pick_device, pick_precision
     from .viz import drawing_frames, gif_bytes, grid_image, thinned
 
     require(cfg, "checkpoint")
@@ -58,11 +62,14 @@ def sample_command(cfg: SampleConfig) -> dict[str, Any]:
                                                            if f in Image.SAVE and s != ".png")))
     if cfg.gif:
         check_output_file(cfg.gif, "--gif", (".gif",))
-    model, _ = checkpoint.load_model(cfg.checkpoint, pick_device(cfg.device))
+    device = pick_device(cfg.device)
+    precision, _ = pick_precision(cfg.precision, device)
+    model, _ = checkpoint.load_model(cfg.checkpoint, device)
     eps = model.prior_latents(cfg.n, cfg.seed, cfg.temperature)
-    images, record = model.decode(eps.to(model.dec_proj.weight.device), record=cfg.gif is not None)
+    with autocast(device, precision):
+        images, record = model.decode(eps.to(device), record=cfg.gif is not None)
     grid_image(images).save(cfg.out)
-    written = {"grid": cfg.out, "seed": cfg.seed}
+    written = {"grid": cfg.out, "seed": cfg.seed, "precision": precision}
     if cfg.gif:
         write_n = model.config.write_n if model.config.attention else None
         Path(cfg.gif).write_bytes(gif_bytes(drawing_frames(thinned(record, cfg.gif_images, cfg.gif_frames), write_n)))

@@ -335,6 +335,9 @@ class DRAW(nn.Module):
         are one LSTM call over the whole sequence (oneDNN on a CPU, cuDNN on a GPU), the T writes one batched
         operation over T·n, and the canvas their sum over t — a cumulative sum when the record needs every
         step. The same images as `decode_stepwise`, to float precision.
+
+        Under a bf16 autocast the LSTM and the write projections run in bf16; the canvas is composed, and the
+        images computed, in the latents' precision, as training accumulates its canvas.
         """
         self.check_latents(eps)
         cfg = self.config
@@ -346,13 +349,15 @@ class DRAW(nn.Module):
         h_dec, _, _ = torch.lstm(eps, (h0, h0), [w_ih, w_hh, b, torch.zeros_like(b)], True, 1, 0.0, False, False,
                                  False)  # (T, n, D): h^dec_1 .. h^dec_T
         writes = F.linear(h_dec, self.dec_proj.weight[: self.write_out], self.dec_proj.bias[: self.write_out])
-        # the same numbers whether or not the steps are recorded
-        images = self.shows(self._canvas_of_writes(writes.flatten(0, 1), T, n))
-        if not record:
-            return images, None
-        delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, P, H, W)
-        canvases = delta.view(T, n, *self.canvas_shape).cumsum(0)  # (T, n, P, H, W): c_t for every t
-        canvases = self.shows(canvases.flatten(0, 1)).view(T, n, *self.image_shape)
+        with torch.autocast(eps.device.type, enabled=False):
+            writes = writes.to(eps.dtype)  # (T, n, write_out)
+            # the same numbers whether or not the steps are recorded
+            images = self.shows(self._canvas_of_writes(writes.flatten(0, 1), T, n))
+            if not record:
+                return images, None
+            delta, window = self._write(writes.flatten(0, 1))  # every step's write at once: (T·n, P, H, W)
+            canvases = delta.view(T, n, *self.canvas_shape).cumsum(0)  # (T, n, P, H, W): c_t for every t
+            canvases = self.shows(canvases.flatten(0, 1)).view(T, n, *self.image_shape)
         window = Window(*(f.view(T, n) for f in window)) if window is not None else None
         return images, DrawingRecord(canvases, window, None)
 

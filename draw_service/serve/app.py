@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ray import serve
 
 from .. import checkpoint, storage
-from ..device import pick_device
+from ..device import pick_device, pick_precision
 from . import http_errors
 from .config import MODEL_HEADER, ServeConfig, ServeSettings, check_batch_fits, model_uris
 from .guard import RequestGuard, token_from_env
@@ -51,16 +51,19 @@ api.include_router(router)
 @serve.ingress(api)
 class DRAWService(Service):
     def __init__(self, checkpoint_uri: str | None = None, best: str | None = None, device: str = "auto",
-                 models: str = ""):
+                 models: str = "", precision: str = "auto"):
         self.default, self.uris, self.record = model_uris(checkpoint_uri, best, models)  # uris: name -> URI
         self.secured = token_from_env() is not None
         self.device = pick_device(device)
+        # the decoder's (/sample, /animate); /score and /reconstruct stay fp32: a score is a bound, as evaluated
+        self.precision, why = pick_precision(precision, self.device)
         self.settings = ServeSettings()
         self._schemas: dict[str, dict] = {}
         self.loads: dict[str, int] = {}  # how often this replica loaded each model (/info shows it)
         # What /models says of each, read once; the weights are loaded per request by `served` (multiplexed).
         self.cards = {name: self._card(name, checkpoint.load(uri)) for name, uri in self.uris.items()}
-        log.info("serving %s (default %s) on %s", ", ".join(self.uris), self.default, self.device)
+        log.info("serving %s (default %s) on %s, decoding in %s (%s)", ", ".join(self.uris), self.default,
+                 self.device, self.precision, why)
 
     def _card(self, name: str, state: dict[str, Any]) -> dict[str, Any]:
         config, shape = checkpoint.model_config(state, self.uris[name])
@@ -78,7 +81,7 @@ class DRAWService(Service):
                                                                         self.device)
         self.loads[name] = self.loads.get(name, 0) + 1  # Serve's multiplexer loads a model once at a time
         log.info("loaded model %s from %s (step %d)", name, uri, state["step"])
-        return Served(name, uri, ModelRunner(model, self.device), state["step"], state.get("metrics", {}))
+        return Served(name, uri, ModelRunner(model, self.device, self.precision), state["step"], state.get("metrics", {}))
 
     async def served(self) -> Served:
         """The model this request asks for (Serve's `serve_multiplexed_model_id` header; the default without
@@ -130,8 +133,10 @@ class AppArgs(BaseModel):
     best: str | None = None
     models: str = ""
     device: str = "auto"
+    precision: str = "auto"
 
 
 def build_app(args: AppArgs) -> serve.Application:
     """The Serve application: `serve run draw_service.serve.app:build_app best=s3://.../best.json`."""
-    return DRAWService.bind(checkpoint_uri=args.checkpoint, best=args.best, device=args.device, models=args.models)
+    return DRAWService.bind(checkpoint_uri=args.checkpoint, best=args.best, device=args.device, models=args.models,
+                             precision=args.precision)

@@ -77,7 +77,7 @@ def deploy(opts: ServeConfig) -> str:
                            "resources": opts.extra_resources()},
         user_config=opts.settings.to_dict(), **scaling,
     ).bind(checkpoint_uri=opts.checkpoint, best=opts.best, models=opts.models,
-           device="cuda" if opts.gpus_per_replica else "auto")
+           device="cuda" if opts.gpus_per_replica else "auto", precision=opts.precision)
     serve.run(app, name=opts.app_name, route_prefix="/")
     host, port = _serving_port() or (opts.host, opts.port)  # what Serve actually bound
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"

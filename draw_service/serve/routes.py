@@ -80,6 +80,7 @@ class Service:
     settings: ServeSettings
     secured: bool  # a bearer token guards the routes
     device: Any
+    precision: str
     _schemas: dict[str, dict]  # /openapi.json per model, until the settings change
     loads: dict[str, int]  # how often this replica loaded each model
 
@@ -236,7 +237,7 @@ async def info(svc: Replica) -> dict[str, Any]:
     stats = served.runner.stats
     answer = {
         **svc.cards[served.name], "models": list(svc.uris),
-        "device": str(svc.device), "settings": svc.settings.to_dict(),
+        "device": str(svc.device), "precision": svc.precision, "settings": svc.settings.to_dict(),
         "stats": {**stats, "batch_sizes": {str(k): v for k, v in sorted(stats["batch_sizes"].items())},
                   "loads": svc.loads.get(served.name, 0)},  # times this replica loaded the model
         "time": time.time(), "auth": svc.secured,

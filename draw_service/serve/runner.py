@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from ray import serve
 
+from ..device import autocast
 from ..model import DRAW
 from ..model.cuda_graph_decoder import GraphedDecoder
 from ..model.likelihood import bits_per_dim
@@ -22,8 +23,8 @@ DEFAULTS = ServeSettings()  # the batch limits a replica starts with, until its 
 
 
 class ModelRunner:
-    def __init__(self, model: DRAW, device: torch.device):
-        self.model, self.device = model, device
+    def __init__(self, model: DRAW, device: torch.device, precision: str = "fp32"):
+        self.model, self.device, self.precision = model, device, precision  # precision: the decoder's
         self.shape = tuple(model.image_shape)
         self.dims = math.prod(self.shape)
         # On a GPU, decoding replays CUDA graphs (launches, not maths, dominate small decodes there).
@@ -43,7 +44,8 @@ class ModelRunner:
     @torch.inference_mode()
     def _decode(self, eps: torch.Tensor) -> torch.Tensor:
         eps = eps.to(self.device)
-        images = self.graphed(eps) if self.graphed is not None else self.model.decode(eps)[0]
+        with autocast(self.device, self.precision):  # a CUDA graph captures it on its first call
+            images = self.graphed(eps) if self.graphed is not None else self.model.decode(eps)[0]
         return images.float().cpu()
 
     def _count(self, sizes: list[int]) -> None:
@@ -98,7 +100,7 @@ class ModelRunner:
 
     def animate(self, eps: torch.Tensor):
         """The record of decoding `eps` (for a GIF)."""
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             return self.model.decode(eps.to(self.device), record=True)[1]
 
     def reconstruct(self, x: torch.Tensor, seed: int):

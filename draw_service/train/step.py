@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..device import autocast
+
 
 class EagerStep:
     """One optimiser step as plain PyTorch: works on every device, with DDP and with torch.compile."""
@@ -43,12 +45,8 @@ class EagerStep:
     def set_kl_weight(self, weight: float) -> None:
         self.kl_weight = weight
 
-    def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
-        # Autocast's weight-cast cache must be off inside a CUDA graph capture; it costs little elsewhere.
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False)
-
     def _run(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        with self.autocast(x.device.type):
+        with autocast(x.device, "bf16" if self.bf16 else "fp32"):
             out = self.net(x, eps)
             recon, kl = out.recon.mean(), out.kl.mean()
         (recon + self.kl_weight * kl).backward()

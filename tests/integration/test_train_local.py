@@ -9,6 +9,7 @@ from tiny import tiny_argv, tiny_model
 from draw_service import checkpoint
 from draw_service.cli import main
 from draw_service.data.batches import binarize_fixed
+from draw_service.device import pick_precision
 from draw_service.model import DRAW, DRAWConfig
 from draw_service.train.evaluate import bound_sums, bounds_from_sums
 
@@ -40,7 +41,7 @@ def test_a_few_hundred_steps_lower_the_test_bound_clearly(tmp_path, capsys, mnis
     assert (tmp_path / "run" / "media" / "drawing_0000300.gif").stat().st_size > 0
 
 
-def test_train_evaluate_sample_and_resume(tmp_path, capsys):
+def test_train_evaluate_sample_and_resume(tmp_path, capsys, caplog):
     run = tmp_path / "run"
     # a KL warm-up that the interruption cuts in two must resume where it was, like the learning rate
     common = ["--batch-size", "20", "--train-limit", "400", "--test-limit", "100", "--eval-every", "10",
@@ -50,8 +51,12 @@ def test_train_evaluate_sample_and_resume(tmp_path, capsys):
     # a second run into the same folder must not silently overwrite it
     code, _, err = run_cli(capsys, "train", "--out", str(run), "--steps", "20", *common)
     assert code == 2 and "--resume" in err
+    caplog.set_level("INFO", logger="draw_service")
     code, out, _ = run_cli(capsys, "train", "--out", str(run), "--steps", "20", "--resume", *common)
     assert code == 0 and json.loads(out)["step"] == 20 and json.loads(out)["kl_weight"] == 1.0
+    # --precision auto (the default): bf16 only where this CPU computes it natively; the log and reports say which
+    precision, why = pick_precision("auto", torch.device("cpu"))
+    assert json.loads(out)["precision"] == precision and f"precision {precision} ({why})" in caplog.text
 
     # the resumed run is exactly the run that was never interrupted
     straight = tmp_path / "straight"
@@ -68,7 +73,7 @@ def test_train_evaluate_sample_and_resume(tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "sample", "--checkpoint", ck, "-n", "9", "--out", str(tmp_path / "g.png"),
                            "--gif", str(tmp_path / "d.gif"))
-    assert code == 0
+    assert code == 0 and json.loads(out)["precision"] == precision
     from PIL import Image
 
     with Image.open(tmp_path / "d.gif") as gif:
