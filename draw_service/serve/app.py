@@ -81,7 +81,8 @@ class DRAWService(Service):
                                                                         self.device)
         self.loads[name] = self.loads.get(name, 0) + 1  # Serve's multiplexer loads a model once at a time
         log.info("loaded model %s from %s (step %d)", name, uri, state["step"])
-        return Served(name, uri, ModelRunner(model, self.device, self.precision), state["step"], state.get("metrics", {}))
+        runner = ModelRunner(model, self.device, self.precision)
+        return Served(name, uri, runner, state["step"], state.get("metrics", {}))
 
     async def served(self) -> Served:
         """The model this request asks for (Serve's `serve_multiplexed_model_id` header; the default without

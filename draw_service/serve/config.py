@@ -139,8 +139,8 @@ class ServeConfig(Settings):
                                       help="autoscaling: how long the load must stay low before replicas go")
     gpus_per_replica: float = option(0.0, min=0, help="GPUs per replica")
     precision: str = option("auto", choices=PRECISIONS,
-                            help="the decoder's (/sample, /animate): auto is bf16 where the replica's hardware computes "
-                                 "it natively; /score and /reconstruct run in fp32")
+                            help="the decoder's (/sample, /animate): auto is bf16 where the replica's hardware "
+                                 "computes it natively; /score and /reconstruct run in fp32")
     cpus_per_replica: float = option(1.0, above=0, cli=False, help="CPUs per replica")
     replica_resources: str | None = option(None, metavar="NAME=AMOUNT,...",
                                            help="custom Ray resources each replica needs, so replicas land only "

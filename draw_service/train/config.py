@@ -141,9 +141,9 @@ class TrainConfig(Settings):
     seed: int = option(0, min=0, help="seeds the weights, the batches and the posterior noise")
     device: str = option("auto", choices=("auto", "cpu", "cuda"), help="where a local run trains")
     precision: str = option("auto", choices=PRECISIONS,
-                            help="bf16: matrix products in bf16 (autocast), weights, optimiser state, likelihood and KL "
-                                 "in fp32; auto: bf16 where the hardware computes it natively (CPU flag avx512_bf16 "
-                                 "or amx_bf16, or a GPU with bf16), fp32 elsewhere")
+                            help="bf16: matrix products in bf16 (autocast), weights, optimiser state, likelihood "
+                                 "and KL in fp32; auto: bf16 where the hardware computes it natively (CPU flag "
+                                 "avx512_bf16 or amx_bf16, or a GPU with bf16), fp32 elsewhere")
     compile: bool = option(False, help="torch.compile the drawing steps")
     compile_steps: int = option(8, min=1, metavar="K", help="with --compile: drawing steps per compiled graph (1 "
                                                             "compiles fastest)")
