@@ -105,6 +105,8 @@ def test_the_rayjob_runs_trials_in_parallel_on_an_autoscaling_cluster():
     assert float(opt("--cpus-per-worker")) == cpus and float(opt("--gpus-per-worker")) == 1  # uses its pod
     budget = float(opt("--time-budget"))
     assert budget < doc["spec"]["activeDeadlineSeconds"] and doc["spec"]["shutdownAfterJobFinishes"] is True
+    # a lost head reruns the entrypoint on a new cluster, and the search resumes by its name from S3
+    assert doc["spec"]["backoffLimit"] >= 1 and "--name" not in argv  # so every rerun gets the same default name
 
 
 @pytest.mark.parametrize("source", ["serve.yaml", "kuberay/rayservice.yaml"])
