@@ -7,14 +7,22 @@
             train` runs (their evaluations run in fp32, so the bounds compare the weights each precision
             trained)
 
+`fp32_small_pages_train_images_per_s` is the fp32 step with PyTorch's tensors on 4 kB pages, as every run
+trained before `draw_service/__init__.py` turned huge pages on (a child process: PyTorch reads the switch
+once).
+
 On a CPU without native bf16 (neither avx512_bf16 nor amx_bf16) bf16 is emulated: the section still runs and
 says so (`native_bf16` null), and `--precision auto` would not choose it there.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +47,7 @@ def _images(shape: tuple[int, ...], likelihood: str) -> torch.Tensor:
     return x.round() if likelihood == "bernoulli" else x
 
 
-def bench_speed(name: str, repeats: int) -> dict[str, Any]:
+def bench_speed(name: str, repeats: int, precisions: tuple[str, ...] = PRECISIONS) -> dict[str, Any]:
     from draw_service.device import autocast
     from draw_service.model import DRAW, DRAWConfig
     from draw_service.train.step import EagerStep
@@ -49,7 +57,7 @@ def bench_speed(name: str, repeats: int) -> dict[str, Any]:
     torch.manual_seed(0)
     x, eps = _images(shape, cfg.likelihood), torch.randn(cfg.T, BATCH, cfg.z_size)
     steps, decoders = {}, {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         torch.manual_seed(0)
         model = DRAW(cfg, shape).compile_step(k)  # one model per precision: each compiles its own graphs
         step = EagerStep(model, torch.optim.Adam(model.parameters(), 1e-4), 10.0, precision == "bf16")
@@ -66,19 +74,30 @@ def bench_speed(name: str, repeats: int) -> dict[str, Any]:
 
         decode()
         decoders[precision] = decode
-    train: dict[str, list[float]] = {p: [] for p in PRECISIONS}
-    sample: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    train: dict[str, list[float]] = {p: [] for p in precisions}
+    sample: dict[str, list[float]] = {p: [] for p in precisions}
     for _ in range(repeats):  # interleaved: a noisy moment on the shared VM hurts both alike
-        for p in PRECISIONS:
+        for p in precisions:
             train[p].append(best_time(steps[p], 1, inner=3))
             sample[p].append(best_time(decoders[p], 1, inner=3))
     out = {"train_images_per_s": {p: round(BATCH / min(ts), 1) for p, ts in train.items()},
            "train_images_per_s_median": {p: round(BATCH / statistics.median(ts), 1) for p, ts in train.items()},
            "sample_images_per_s": {p: round(BATCH / min(ts), 1) for p, ts in sample.items()}}
-    out["train_speedup"] = round(out["train_images_per_s"]["bf16"] / out["train_images_per_s"]["fp32"], 2)
-    out["sample_speedup"] = round(out["sample_images_per_s"]["bf16"] / out["sample_images_per_s"]["fp32"], 2)
+    if len(precisions) == 2:
+        out["train_speedup"] = round(out["train_images_per_s"]["bf16"] / out["train_images_per_s"]["fp32"], 2)
+        out["sample_speedup"] = round(out["sample_images_per_s"]["bf16"] / out["sample_images_per_s"]["fp32"], 2)
     say(f"  {name}: {out}")
     return out
+
+
+def fp32_on_small_pages(name: str, repeats: int) -> dict[str, Any]:
+    """The fp32 step as it ran before tensors went on huge pages (THP_MEM_ALLOC_ENABLE=0, which PyTorch reads
+    once per process): in a child process, right after this one's timings."""
+    code = (f"import json; from benchmarks.precision import bench_speed; "
+            f"print(json.dumps(bench_speed({name!r}, {repeats}, ('fp32',))))")
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "0"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_bound(name: str, steps: int, out_dir: Path) -> dict[str, Any]:
@@ -113,6 +132,10 @@ def bench_precision(repeats: int, bound_steps: int, bound_models: list[str], out
     report: dict[str, Any] = {"hardware": describe(cpu), "auto_picks": pick_precision("auto", cpu)[0]}
     for name in MODELS:
         report[name] = bench_speed(name, repeats)
+        small = fp32_on_small_pages(name, repeats)
+        report[name]["fp32_small_pages_train_images_per_s"] = small["train_images_per_s"]["fp32"]
+        report[name]["bf16_vs_fp32_small_pages"] = round(report[name]["train_images_per_s"]["bf16"]
+                                                         / small["train_images_per_s"]["fp32"], 2)
     for name in bound_models:
         report[name]["bound_after_steps"] = {"steps": bound_steps, **bench_bound(name, bound_steps, out_dir)}
     return report
