@@ -48,7 +48,7 @@ def native_bf16(device: torch.device) -> str | None:
 
 def pick_precision(pref: str, device: torch.device) -> tuple[str, str]:
     """(`fp32` or `bf16`, why) for `--precision pref` on `device`: `auto` takes bf16 only where the hardware
-    computes it natively, where it trains ~1.6x and more faster (docs/speed.md); elsewhere fp32."""
+    computes it natively, where it trains about 1.4x faster (docs/speed.md, "bf16 on CPUs"); elsewhere fp32."""
     if pref not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {pref!r}")
     native = native_bf16(device)
