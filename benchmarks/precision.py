@@ -102,13 +102,12 @@ def fp32_on_small_pages(name: str, repeats: int) -> dict[str, Any]:
 
 def bench_bound(name: str, steps: int, out_dir: Path) -> dict[str, Any]:
     from draw_service import storage
+    from draw_service.train.run import train_command
 
     from .quality import train_config
 
     result: dict[str, Any] = {}
     for precision in PRECISIONS:
-        from draw_service.train.run import train_command
-
         out = out_dir / f"{name}-{precision}"
         storage.delete(str(out))
         argv = [*BOUND_ARGV[name], "--steps", str(steps), "--eval-every", str(steps), "--seed", "0", "--compile",

@@ -28,13 +28,18 @@ def pick_device(pref: str) -> torch.device:
     return torch.device(pref)
 
 
-@functools.cache
-def cpu_flags() -> frozenset[str]:
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` line's value in /proc/cpuinfo, or None where there is none (not Linux, no such line)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return frozenset(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith(field))
     except (OSError, StopIteration):
-        return frozenset()
+        return None
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def native_bf16(device: torch.device) -> str | None:
@@ -67,11 +72,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def describe(device: torch.device) -> dict[str, object]:
