@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from conftest import point_ray_address_file_here
 
 from devtools.s3_server import free_port_pairs
@@ -75,3 +76,34 @@ def ray_head(env: dict[str, str], args: Callable[[str], list[str]] = lambda gcs:
 
         Path(get_ray_address_file(None)).unlink(missing_ok=True)
         point_ray_address_file_here()
+
+
+def job_status(head: Head, job: str) -> str:
+    """A submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) from the job API, as `ray job
+    status` asks it; "" while the head is too busy to say (a loaded 2-core machine takes tens of seconds)."""
+    try:
+        answer = requests.get(f"{head.address}/api/jobs/{job}", timeout=30,
+                              headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
+        return answer.json()["status"] if answer.ok else ""
+    except (requests.RequestException, ValueError, KeyError):
+        return ""
+
+
+def job_logs(head: Head, job: str) -> str:
+    return subprocess.run([RAY, "job", "logs", "--address", head.address, job], env=head.env,
+                          capture_output=True, text=True, timeout=60).stdout
+
+
+def cluster_report(head: Head, job: str | None = None) -> str:
+    """What a person would look at when a run on this head hangs: `ray status`, every actor with its node and
+    state, and the job's last log lines."""
+    status = subprocess.run([RAY, "status", "-v", "--address", head.gcs], env=head.env, capture_output=True,
+                            text=True, timeout=60)
+    actors = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom ray.util.state import list_actors\n"
+         "for a in list_actors(address=sys.argv[1], limit=1000, raise_on_missing_output=False):\n"
+         "    print(a.state, a.class_name, a.node_id and a.node_id[:8], a.name or '')", head.address],
+        env=head.env, capture_output=True, text=True, timeout=60)
+    logs = job_logs(head, job)[-4000:] if job else ""
+    return (f"--- ray status\n{status.stdout[-3000:]}{status.stderr[-500:]}\n--- actors\n{actors.stdout}"
+            f"{actors.stderr[-500:]}\n--- job log\n{logs}")

@@ -24,11 +24,12 @@ def registered_step(run_path: str) -> int:
     return int(latest.get("checkpoint_dir_name", "checkpoint_0").split("_")[1])
 
 
-def wait_for(condition, timeout: float, what: str, alive=None, every: float = 0.2):
-    """Poll `condition()` until it is true; fail naming `what` after `timeout` s or when `alive()` turns false."""
+def wait_for(condition, timeout: float, what: str, alive=None, every: float = 0.2, explain=lambda: ""):
+    """Poll `condition()` until it is true; fail naming `what` after `timeout` s or when `alive()` turns false,
+    with what `explain()` says then (the state a failure in CI is read from)."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}"
         assert alive is None or alive(), f"the run ended before {what}"
         time.sleep(every)
     return value

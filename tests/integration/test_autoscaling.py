@@ -1,14 +1,15 @@
 """Autoscaling as `cluster/kuberay/rayjob.yaml` promises it, on Ray's fake multi-node autoscaler: a head
 without CPUs, worker nodes of 1 CPU from 0 to 4 that the autoscaler starts as real raylets on this machine and
-ends when they have been idle for 6 s. The head is this test's own, stopped by its process group."""
+ends when they have been idle for 30 s. The head is this test's own, stopped by its process group."""
 
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
-from ray_heads import RAY, head_env, ray_head
+from ray_heads import RAY, cluster_report, head_env, job_logs, job_status, ray_head
 from ray_runs import wait_for
 from wandb_records import lifetime, most_at_once
 
@@ -23,7 +24,10 @@ def autoscaling_config(gcs: str) -> dict:
     """The fake provider's cluster config (the shape of Ray's fake_multi_node/example.yaml)."""
     return {
         "cluster_name": "draw-autoscaling-test", "max_workers": MAX_NODES, "upscaling_speed": 1.0,
-        "idle_timeout_minutes": 0.1,
+        # Idle for 30 s: a node the autoscaler has just started sits idle until a trial's worker is placed on it,
+        # which a loaded 2-core machine can take tens of seconds to do; a shorter timeout ends it first and
+        # starts another, again and again (ray-project/ray#50783).
+        "idle_timeout_minutes": 0.5,
         "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
                      "disable_launch_config_check": True, "gcs_address": gcs},
         "head_node_type": "ray.head.default",
@@ -76,6 +80,7 @@ def autoscaling_head(tmp_path_factory):
         yield head
 
 
+@pytest.mark.timeout(900)  # the search (about 80 s here) and Ray Train's 180-s node request running out
 def test_a_search_scaling_from_zero_adds_nodes_runs_trials_side_by_side_and_lets_them_go(
         autoscaling_head, svhn_root, tmp_path):
     head = autoscaling_head
@@ -83,25 +88,31 @@ def test_a_search_scaling_from_zero_adds_nodes_runs_trials_side_by_side_and_lets
     try:
         wait_for(lambda: watch.now("nodes") == 1, 60, "the head alone, before the search")
         storage_root = tmp_path / "storage"
-        job = subprocess.run(
+        job = f"autoscaled-{uuid.uuid4().hex[:8]}"
+        submit = subprocess.run(
             # No --working-dir: the fake nodes share the head's session folder on this machine, and a node the
             # autoscaler ends deletes the uploaded package that the job's driver and workers run in. The
             # checkout itself is on every (fake) node.
-            [RAY, "job", "submit", "--address", head.address, "--runtime-env-json",
-             json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}}), "--",
+            [RAY, "job", "submit", "--no-wait", "--submission-id", job, "--address", head.address,
+             "--runtime-env-json", json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}}), "--",
              "python", str(REPO / "jobs" / "tune_svhn.py"), "--smoke", "--trials", "4", "--max-concurrent", "4",
              "--grace-reports", "4",  # every trial runs to its end: four side by side
              "--name", "autoscaled", "--storage", str(storage_root)],
-            cwd=REPO, env=head.env, capture_output=True, text=True, timeout=600)
-        log = job.stdout + job.stderr
+            cwd=REPO, env=head.env, capture_output=True, text=True, timeout=60)
+        assert submit.returncode == 0, submit.stderr[-2000:]
+        status = wait_for(lambda: (word := job_status(head, job)) in ("SUCCEEDED", "FAILED", "STOPPED") and word,
+                          360, "the search to end", every=2, explain=lambda: cluster_report(head, job))
+        log = job_logs(head, job)
         (tmp_path / "job.log").write_text(log)
         print(log[-3000:])
-        assert job.returncode == 0, log[-3000:]
+        print(cluster_report(head, job))
+        assert status == "SUCCEEDED", log[-3000:]
         peak_nodes = watch.peak("nodes")
-        # The nodes go once idle for the config's 6 s, and once no request for them is left: Ray Train asks the
+        # The nodes go once idle for the config's 30 s, and once no request for them is left: Ray Train asks the
         # autoscaler for its workers' nodes through a request that lives 180 s unless the run withdraws it,
         # which a trial ended by Tune does not always do (docs/many-nodes.md).
-        wait_for(lambda: watch.now("nodes") == 1, 330, "the idle worker nodes to be released", every=1)
+        wait_for(lambda: watch.now("nodes") == 1, 330, "the idle worker nodes to be released", every=1,
+                 explain=lambda: cluster_report(head))
         released = watch.samples()[-1]
     finally:
         watch.stop()
