@@ -94,16 +94,24 @@ def job_logs(head: Head, job: str) -> str:
                           capture_output=True, text=True, timeout=60).stdout
 
 
+def autoscaler_status(head: Head) -> str:
+    """`ray status -v`: the autoscaler's nodes, pending launches and what is asked of it."""
+    try:
+        status = subprocess.run([RAY, "status", "-v", "--address", head.gcs], env=head.env, capture_output=True,
+                                text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "(ray status did not answer within 60 s)"
+    return status.stdout + status.stderr[-500:]
+
+
 def cluster_report(head: Head, job: str | None = None) -> str:
     """What a person would look at when a run on this head hangs: `ray status`, every actor with its node and
     state, and the job's last log lines."""
-    status = subprocess.run([RAY, "status", "-v", "--address", head.gcs], env=head.env, capture_output=True,
-                            text=True, timeout=60)
     actors = subprocess.run(
         [sys.executable, "-c", "import sys\nfrom ray.util.state import list_actors\n"
          "for a in list_actors(address=sys.argv[1], limit=1000, raise_on_missing_output=False):\n"
          "    print(a.state, a.class_name, a.node_id and a.node_id[:8], a.name or '')", head.address],
         env=head.env, capture_output=True, text=True, timeout=60)
     logs = job_logs(head, job)[-4000:] if job else ""
-    return (f"--- ray status\n{status.stdout[-3000:]}{status.stderr[-500:]}\n--- actors\n{actors.stdout}"
+    return (f"--- ray status\n{autoscaler_status(head)[-3500:]}\n--- actors\n{actors.stdout}"
             f"{actors.stderr[-500:]}\n--- job log\n{logs}")

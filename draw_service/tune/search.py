@@ -29,6 +29,8 @@ from .space import apply, search_space, starting_point
 
 log = logging.getLogger(__name__)
 
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray's marker of the head node (ray._common.constants)
+
 # What Ray Tune copies from the driver's environment into every trial's runtime env
 # (ray.tune.execution.class_cache), where Ray's runtime_env_agent.log then records it in plain text. A
 # trial's nodes have credentials of their own (a Secret, IRSA, an instance profile; on a local cluster the
@@ -51,7 +53,8 @@ def keep_credentials_off_trials() -> None:
 def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     """One trial: a Ray Train run of the trial's configuration in `<search>/trials/<id>`, reporting to Tune."""
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from .trial_signals import EvaluatedReports
 
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = apply(params, TrainConfig.from_dict(base))
@@ -61,7 +64,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     # A sampled configuration that cannot work (patches larger than the images) fails here, in one line,
     # before a worker group starts, and is not retried as a worker's crash would be.
     run = preflight(cfg)
-    make_trainer(cfg, run, callbacks=[TuneReportCallback()]).fit()
+    make_trainer(cfg, run, callbacks=[EvaluatedReports()]).fit()
 
 
 def concurrency(cfg: SearchConfig, resources: dict[str, float]) -> int:
@@ -98,15 +101,18 @@ def _searcher(cfg: SearchConfig, at_once: int):
 
 def make_tuner(cfg: SearchConfig):
     import ray.tune
-    from ray.tune.schedulers import ASHAScheduler
+
+    from .trial_signals import FinishingASHA
 
     search = RunDir(storage.check_access(cfg.base.out))
     storage_path, filesystem, name = search.ray_storage()
-    # The trial function only launches a Train run and waits; the run's workers hold the real resources.
-    # Tune refuses an empty request, so it asks for a byte of memory: even a sliver of a CPU would leave
-    # the last Train worker on a full node one sliver short of its CPU, and one trial fewer would run.
+    # The trial function only launches a Train run and waits; the run's workers hold the real resources. It
+    # runs on the head: a trial placed on a worker node dies with that node (a spot node reclaimed, an idle
+    # node the autoscaler ends), and its Train run with it, elastic or not. So it asks for a thousandth of the
+    # head's marker resource, as Ray Train's own state actor does, and no CPU: even a sliver of one would
+    # leave the last Train worker on a full node one sliver short of its CPU, and one trial fewer would run.
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, base=cfg.base.to_dict()),
-                                        {"CPU": 0, "memory": 1})
+                                        {"CPU": 0, HEAD_NODE_RESOURCE: 0.001})
     if ray.tune.Tuner.can_restore(search.loc.path, storage_filesystem=filesystem):
         # run_search verified the folder's state (signature.verify) before Ray started
         log.info("resuming the search %s", search.uri)
@@ -120,7 +126,7 @@ def make_tuner(cfg: SearchConfig):
         tune_config=ray.tune.TuneConfig(
             metric=METRIC, mode=MODE, num_samples=cfg.trials, max_concurrent_trials=at_once,
             search_alg=_searcher(cfg, at_once), time_budget_s=cfg.time_budget,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.reports_per_trial(),
+            scheduler=FinishingASHA(time_attr="training_iteration", max_t=cfg.reports_per_trial(),
                                     grace_period=cfg.grace_reports, reduction_factor=cfg.reduction_factor)),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
                                       failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False),

@@ -40,11 +40,15 @@ def config(dataset, out, workers=2, **ray):
 
 def in_background(cfg):
     """fit(cfg) on a thread: (thread, outcome dict that gets "result" or "error")."""
+    return in_background_call(fit, cfg)
+
+
+def in_background_call(run_it, cfg):
     outcome = {}
 
     def run():
         try:
-            outcome["result"] = fit(cfg)
+            outcome["result"] = run_it(cfg)
         except Exception as err:  # noqa: BLE001  (the test asserts on it)
             outcome["error"] = err
 
@@ -152,3 +156,53 @@ def test_an_elastic_run_trains_on_through_a_lost_node_and_grows_back(node_pool, 
     assert outcome["result"]["step"] == ELASTIC_STEPS
     assert sizes[min(sizes)] == 2 and min(shrunk) > min(sizes)  # two workers, then one after the node went,
     assert sizes[max(sizes)] == 2  # and two again at the end
+
+
+def test_a_search_whose_trials_span_two_nodes_trains_on_through_a_lost_node(node_pool, mnist_s3):
+    """A search whose trials run two DDP workers each (the shape of a GPU search: several GPUs per trial),
+    one after the other on two nodes; a node goes under the second trial with `--num-workers 1-2`, which goes
+    on with one worker from its checkpoint, and the search ends with its best record."""
+    from draw_service.tune.config import SearchConfig
+    from draw_service.tune.search import run_search
+
+    nodes = [node_pool.add(), node_pool.add()]
+    pool_ids = {n.node_id[:12] for n in nodes}
+    out = "s3://draw/searches/two-nodes"
+    steps, every = ELASTIC_STEPS, 100  # long enough that the node goes mid-trial, whatever the machine's speed
+    base = config(mnist_s3, out, workers=(1, 2), max_failures=0, resize_check_s=2.0).replace(
+        steps=steps, eval_every=every, data=DataConfig(dataset=mnist_s3, validation_stride=10, test_limit=100))
+    point = {"read_n": 2, "write_n": 3, "z_size": 8, "hidden": 32, "T": 4, "lr": 3e-3}
+    cfg = SearchConfig(base=base, space="smoke", trials=2, max_concurrent=1, algorithm="random",
+                       points_to_evaluate=[point, {**point, "lr": 4e-3}], grace_reports=steps // every)
+    thread, outcome = in_background_call(run_search, cfg)
+
+    def trials() -> list[str]:
+        try:
+            return sorted(storage.list_dir(f"{out}/trials"))
+        except FileNotFoundError:
+            return []
+
+    def second_trial_checkpointed() -> str | None:
+        started = [t for t in trials() if registered_step(f"draw/searches/two-nodes/trials/{t}")]
+        done = [t for t in started if registered_step(f"draw/searches/two-nodes/trials/{t}") == steps]
+        later = [t for t in started if t not in done]
+        return later[0] if done and later else None
+
+    second = wait_for(second_trial_checkpointed, 400, "the second trial's first checkpoint", alive=thread.is_alive)
+    node_pool.remove(nodes[1], preempted=True, notice_s=NOTICE_S)
+    look_at_the_nodes_now()
+    thread.join(timeout=400)
+    assert not thread.is_alive() and "error" not in outcome, str(outcome.get("error"))[-3000:]
+    (first,) = [t for t in trials() if t != second]
+    placed = {t: {s: (m["world_size"], m["worker_nodes"]) for s, m in sorted(reports(f"{out}/trials/{t}").items())}
+              for t in (first, second)}
+    print(f"\ntwo-worker trials, (world size, worker nodes) by report step: {placed}")
+    best = outcome["result"]
+    print(f"best record: trial {best['trial_id']}, {best['metric']} {best['value']:.4f}, {best['trials']} trials")
+    # the first trial: both workers, one on each pool node, throughout
+    assert all(size == 2 and set(on.split(",")) == pool_ids for size, on in placed[first].values()), placed
+    # the second: two nodes, then one worker on the node that is left, to its last step
+    sizes = [size for size, _ in placed[second].values()]
+    assert sizes[0] == 2 and sizes[-1] == 1 and max(placed[second]) == steps, placed
+    assert placed[second][max(placed[second])][1] == nodes[0].node_id[:12], placed
+    assert best["trials"] == 2 and storage.exists(checkpoint.checkpoint_file(best["checkpoint"])), best

@@ -28,3 +28,32 @@ def test_the_table_ranks_trials_says_why_one_failed_and_the_best_is_the_lowest_b
     assert "1e-07" in table[3]  # a tiny learning rate is not shown as 0.0
     assert table[-1] == ("trial a_00001 failed: ValueError: attention patches read_n=3, write_n=99 are larger "
                          "than the 32x32 image")
+
+
+def test_asha_lets_a_trial_at_its_last_report_end_by_itself_and_still_stops_poor_ones_early():
+    """At its last report a trial is done: Tune's ASHA would STOP it (and Tune end its actor while its Train
+    run shuts down, leaving its placement group and node request behind); ours lets it return."""
+    from dataclasses import dataclass
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from draw_service.tune.trial_signals import FinishingASHA
+
+    @dataclass
+    class Trial:  # what ASHA reads of a trial
+        trial_id: str
+
+    def scheduler(kind):
+        s = kind(time_attr="training_iteration", metric="bits_per_dim", mode="min", max_t=4, grace_period=1,
+                 reduction_factor=2)
+        for t in ("good", "poor"):
+            s.on_trial_add(None, Trial(t))
+        return s
+
+    stock, ours = scheduler(ASHAScheduler), scheduler(FinishingASHA)
+    last = {"training_iteration": 4, "bits_per_dim": 1.0}
+    assert stock.on_trial_result(None, Trial("good"), last) == TrialScheduler.STOP
+    assert ours.on_trial_result(None, Trial("good"), last) == TrialScheduler.CONTINUE
+    # a rung below the last still cuts a trial worse than the ones before it
+    assert ours.on_trial_result(None, Trial("good"), {"training_iteration": 1, "bits_per_dim": 1.0}) == "CONTINUE"
+    assert ours.on_trial_result(None, Trial("poor"), {"training_iteration": 1, "bits_per_dim": 9.0}) == "STOP"
