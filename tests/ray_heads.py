@@ -78,15 +78,20 @@ def ray_head(env: dict[str, str], args: Callable[[str], list[str]] = lambda gcs:
         point_ray_address_file_here()
 
 
-def job_status(head: Head, job: str) -> str:
-    """A submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) from the job API, as `ray job
-    status` asks it; "" while the head is too busy to say (a loaded 2-core machine takes tens of seconds)."""
+def job_info(head: Head, job: str) -> dict:
+    """A submitted job's details from the job API, as `ray job status` asks them (status, driver_info...);
+    {} while the head is too busy to say (a loaded 2-core machine takes tens of seconds)."""
     try:
         answer = requests.get(f"{head.address}/api/jobs/{job}", timeout=30,
                               headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
-        return answer.json()["status"] if answer.ok else ""
-    except (requests.RequestException, ValueError, KeyError):
-        return ""
+        return answer.json() if answer.ok else {}
+    except (requests.RequestException, ValueError):
+        return {}
+
+
+def job_status(head: Head, job: str) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED; "" while unknown."""
+    return job_info(head, job).get("status") or ""
 
 
 def job_logs(head: Head, job: str) -> str:

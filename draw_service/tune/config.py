@@ -57,6 +57,15 @@ class SearchConfig(Settings):
         if self.base.ray.min_workers < 1:
             raise ValueError("every trial of a search is a Ray Train run: --num-workers must be >= 1")
 
+    def eval_steps(self) -> int:
+        """Steps between a trial's evaluations (its reports to Tune)."""
+        return self.base.eval_every or self.base.steps or 1
+
+    def reports_at(self, step: int) -> int:
+        """Evaluations a trial has reported by `step`, its last step's included. Counted from the run's own
+        step, which survives a resumed search, as Tune's `training_iteration` does not (it restarts from the
+        search's last saved state, behind the trial's checkpoint)."""
+        return -(-int(step) // self.eval_steps())
+
     def reports_per_trial(self) -> int:
-        steps = self.base.steps or 0
-        return max(1, -(-steps // (self.base.eval_every or steps or 1)))
+        return max(1, self.reports_at(self.base.steps or 0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -21,8 +22,8 @@ def _params(config: dict[str, Any]) -> str:
 
 
 class TrialLines(Callback):
-    def __init__(self, total: int, reports_per_trial: int):
-        self.total, self.reports = total, reports_per_trial
+    def __init__(self, total: int, reports_per_trial: int, reports_at: Callable[[int], int]):
+        self.total, self.reports, self.reports_at = total, reports_per_trial, reports_at
         self.started = time.monotonic()
         self.ended = 0
 
@@ -37,13 +38,13 @@ class TrialLines(Callback):
         bound, bpd = result.get("nll_bound"), result.get("bits_per_dim")
         if bound is None:
             return
-        self.say(trial, f"report {result.get('training_iteration', '?')}/{self.reports}, step {result.get('step')}: "
+        self.say(trial, f"report {self.reports_at(result.get('step', 0))}/{self.reports}, step {result.get('step')}: "
                         f"{result.get('eval_split', 'validation')} bound {bound:.2f} nats ({bpd:.4f} bits/dim), "
                         f"{result.get('images_per_s', 0):.0f} images/s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.ended += 1
-        done = (trial.last_result or {}).get("training_iteration", 0)
+        done = self.reports_at((trial.last_result or {}).get("step", 0))
         how = "finished" if done >= self.reports else \
             f"stopped early by ASHA after {done} report{'s' if done != 1 else ''}"
         self.say(trial, f"{how} ({self.ended}/{self.total} trials done)")

@@ -126,8 +126,11 @@ def make_tuner(cfg: SearchConfig):
         tune_config=ray.tune.TuneConfig(
             metric=METRIC, mode=MODE, num_samples=cfg.trials, max_concurrent_trials=at_once,
             search_alg=_searcher(cfg, at_once), time_budget_s=cfg.time_budget,
-            scheduler=FinishingASHA(time_attr="training_iteration", max_t=cfg.reports_per_trial(),
-                                    grace_period=cfg.grace_reports, reduction_factor=cfg.reduction_factor)),
+            # ASHA counts in the runs' own steps, which a resumed trial continues (Tune's training_iteration
+            # restarts behind them); its rungs fall on evaluations, `grace_reports` of them the first.
+            scheduler=FinishingASHA(time_attr="step", max_t=cfg.base.steps,
+                                    grace_period=min(cfg.grace_reports * cfg.eval_steps(), cfg.base.steps),
+                                    reduction_factor=cfg.reduction_factor)),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
                                       failure_config=ray.tune.FailureConfig(max_failures=0, fail_fast=False),
                                       sync_config=ray.tune.SyncConfig(sync_period=STATE_SYNC_S),
@@ -154,10 +157,10 @@ def _progress(cfg: SearchConfig) -> list:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "A new study created" line
     except ImportError:
         pass
-    return [TrialLines(cfg.trials, cfg.reports_per_trial())]
+    return [TrialLines(cfg.trials, cfg.reports_per_trial(), cfg.reports_at)]
 
 
-def outcomes(search: RunDir, results) -> list[TrialOutcome]:
+def outcomes(cfg: SearchConfig, search: RunDir, results) -> list[TrialOutcome]:
     """Tune's results as plain trial outcomes."""
     found = []
     for r in results:
@@ -169,7 +172,7 @@ def outcomes(search: RunDir, results) -> list[TrialOutcome]:
             for _, row in df.dropna(subset=[METRIC, "checkpoint_path"]).iterrows():
                 checkpoints.append(({k: row[k] for k in ("nll_bound", "bits_per_dim", "step") if k in row},
                                     search.uri_of(row["checkpoint_path"])))
-        found.append(TrialOutcome(trial_id, dict(r.config or {}), int(metrics.get("training_iteration", 0)), metrics,
+        found.append(TrialOutcome(trial_id, dict(r.config or {}), cfg.reports_at(metrics.get("step", 0)), metrics,
                                   str(r.error) if r.error else None, checkpoints))
     return found
 
@@ -198,7 +201,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     connect(log_to_driver=cfg.verbose)  # the trials' own lines come as TrialLines, unless --verbose
     keep_credentials_off_trials()
     results = make_tuner(cfg).fit()
-    rows, best = summarise(outcomes(search, results), cfg.reports_per_trial(), search.uri, cfg.base.data.dataset)
+    rows, best = summarise(outcomes(cfg, search, results), cfg.reports_per_trial(), search.uri, cfg.base.data.dataset)
     print(format_table(rows), flush=True)
     if best is None:
         raise RuntimeError(f"no trial of {search.uri} reported a checkpoint; see the trial errors above")

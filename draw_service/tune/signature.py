@@ -26,7 +26,9 @@ from ..run_dir import RunDir
 
 SIGNATURES = "draw-state.sig"
 TUNER_STATE = "tuner.pkl"  # what Tuner(...) writes straight into the search's folder
-NOT_STATE = {SIGNATURES, "best.json"}  # files of the folder Tune never reads (best.json is plain JSON)
+# Files of the folder Tune never reads: best.json is plain JSON, and Ray only checks that its storage marker
+# exists (an empty file it writes when a search starts, straight to storage, and leaves there).
+NOT_STATE = {SIGNATURES, "best.json", ".validate_storage_marker"}
 KEY_ENV = "DRAW_STATE_KEY"
 KEY_FILE = Path("~/.config/draw-service/state.key")
 
@@ -110,9 +112,11 @@ def make_signer(search: RunDir) -> Any:
             self.signed: dict[str, str] = {}
             self.staging: str | None = None
 
-        def on_trial_add(self, iteration, trials, trial, **info):
-            # Tune's staging folder has a timestamp in its name; every trial's storage context knows it.
-            self.staging = trial.storage.experiment_driver_staging_path
+        def on_step_begin(self, iteration, trials, **info):
+            # Tune's staging folder has a timestamp in its name; every trial's storage context knows it. (Tune
+            # has no hook for a trial's creation; its loop's step comes before every save.)
+            if self.staging is None and trials:
+                self.staging = trials[0].storage.experiment_driver_staging_path
 
         def get_state(self) -> None:
             # Called while Tune saves: after it wrote the experiment and searcher state into the staging

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import point_ray_address_file_here
-from ray_heads import head_env, ray_head
+from ray_heads import RAY, head_env, ray_head
 from readme import readme_lines
 from wandb_records import history, lifetime, run_info
 
@@ -207,3 +207,82 @@ def test_the_product_finds_its_own_cluster(ray_cluster, tmp_path):
         point_ray_address_file_here()
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "first 2" in run.stdout and "second 2" in run.stdout
+
+
+def test_a_search_whose_driver_is_stopped_or_killed_resumes_where_it_was(svhn_root, tmp_path):
+    """The smoke search as a job on a 1-CPU head, its driver ended twice mid-search: once by `ray job stop`
+    (SIGTERM), once killed outright (SIGKILL, as a head pod's restart does). Each time the same submission
+    again (same --name) resumes it: the trials that had finished are not rerun, the one that had a
+    checkpoint continues from it, and one best record comes out at the end."""
+    import signal
+    import time
+
+    from ray_heads import job_info, job_logs, job_status
+    from ray_runs import wait_for
+
+    store = tmp_path / "storage"
+    search = store / "resumed"
+    env = head_env()
+    env.pop("DRAW_DATA_ROOT", None)
+    steps = 120
+
+    def submit(head, job: str) -> None:
+        words = [RAY, "job", "submit", "--no-wait", "--submission-id", job, "--address", head.address,
+                 "--runtime-env-json", json.dumps({"env_vars": {"DRAW_DATA_ROOT": str(svhn_root)}}), "--",
+                 "python", "jobs/tune_svhn.py", "--smoke", "--trials", "3", "--max-concurrent", "1",
+                 "--steps", str(steps), "--eval-every", "10", "--grace-reports", str(steps // 10),
+                 "--name", "resumed", "--storage", str(store)]
+        assert subprocess.run(words, cwd=REPO, env=head.env, capture_output=True, timeout=120).returncode == 0
+
+    def trials() -> dict[str, dict[int, dict]]:
+        """Each trial's reports so far: trial id → {step: report}."""
+        return {d.name: {int(f.stem): json.loads(f.read_text()) for f in (d / "metrics").glob("*.json")}
+                for d in sorted((search / "trials").glob("*")) if (d / "metrics").is_dir()}
+
+    def finished_and_one_checkpointed(n_finished: int):
+        now = trials()
+        done = [t for t, r in now.items() if max(r, default=0) == steps]
+        going = [t for t, r in now.items() if t not in done and len(list((search / "trials" / t).glob(
+            "checkpoint_*"))) >= 2]
+        return (done, going[0]) if len(done) >= n_finished and going else None
+
+    def ended(head, job: str) -> str:
+        return wait_for(lambda: (s := job_status(head, job)) in ("STOPPED", "FAILED", "SUCCEEDED") and s, 120,
+                        f"job {job} to end")
+
+    with ray_head(env, lambda gcs: ["--num-cpus=1"]) as head:
+        submit(head, "first")
+        for job, nxt, ending, n_finished in (("first", "second", "stop", 1), ("second", "third", "kill", 2)):
+            done, going = wait_for(lambda n=n_finished: finished_and_one_checkpointed(n), 300,
+                                   f"{n_finished} trial(s) finished and another checkpointed",
+                                   alive=lambda j=job: job_status(head, j) in ("", "PENDING", "RUNNING"), every=0.5)
+            if ending == "stop":
+                subprocess.run([RAY, "job", "stop", "--address", head.address, job], env=head.env,
+                               capture_output=True, timeout=120)
+            else:
+                os.kill(int(job_info(head, job)["driver_info"]["pid"]), signal.SIGKILL)
+            status = ended(head, job)
+            time.sleep(1)  # (a report already on its way lands; the state below is what the next run finds)
+            before = trials()
+            print(f"\njob {job}: driver ended by {ending}, job {status}; trials' last steps: "
+                  f"{ {t: max(r) for t, r in before.items()} } (finished: {done}, with a checkpoint: {going})")
+            assert status in ("STOPPED", "FAILED"), job_logs(head, job)[-3000:]
+            assert not (search / "best.json").exists()
+            # the same submission again: the finished trials are left as they are, the checkpointed one goes on
+            submit(head, nxt)
+            last = max(before[going])
+            wait_for(lambda t=going, b=last: max(trials().get(t) or {0: {}}) > b, 300,
+                     f"trial {going} to report again", every=0.5)
+            resumed = {s: r for s, r in trials()[going].items() if s > max(before[going])}
+            print(f"job {nxt}: trial {going} reports again from step {min(resumed)}, resumed_from "
+                  f"{resumed[min(resumed)]['resumed_from']}")
+            assert all(0 < r["resumed_from"] <= max(before[going]) for r in resumed.values()), resumed
+            for t in done:
+                assert trials()[t] == before[t], t  # not one report more: not rerun
+        assert ended(head, "third") == "SUCCEEDED", job_logs(head, "third")[-3000:]
+        final = trials()
+        record = json.loads((search / "best.json").read_text())
+        print(f"job third: trials' last steps {({t: max(r) for t, r in final.items()})}; best record: trial "
+              f"{record['trial_id']}, {record['metric']} {record['value']:.4f}, {record['trials']} trials")
+        assert record["trials"] == 3 and len(final) == 3 and all(max(r) == steps for r in final.values()), final
+        assert record["trial_id"] in final
