@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .guard import error_body
 
@@ -35,12 +35,6 @@ def install(api: FastAPI) -> None:
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
                   for e in err.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
-
-
-def validation_error(err: ValidationError, prefix: tuple = ("body",)) -> ApiError:
-    first = err.errors()[0]
-    return ApiError(422, first.get("type", "invalid"), first.get("msg", "invalid"),
-                    prefix + tuple(first.get("loc", ())))
 
 
 def over_limit(name: str, value: int, limit: int, what: str = "limit", loc: tuple = ("body",)) -> ApiError:

@@ -57,3 +57,23 @@ def test_asha_lets_a_trial_at_its_last_report_end_by_itself_and_still_stops_poor
     # a rung below the last still cuts a trial worse than the ones before it
     assert ours.on_trial_result(None, Trial("good"), {"training_iteration": 1, "bits_per_dim": 1.0}) == "CONTINUE"
     assert ours.on_trial_result(None, Trial("poor"), {"training_iteration": 1, "bits_per_dim": 9.0}) == "STOP"
+
+
+def test_the_s3_credentials_stay_off_the_environment_tune_gives_each_trial(monkeypatch):
+    """Tune copies the names in its class_cache.ENV_VARS_TO_PROPAGATE from the driver's environment into each
+    trial's runtime env (which Ray's runtime_env_agent.log then writes out); the search takes the S3
+    credentials off that list. This fails when a Ray upgrade hands them on by another name or list."""
+    from ray.tune.execution import class_cache
+
+    from draw_service.tune.search import CREDENTIALS, keep_credentials_off_trials
+
+    monkeypatch.setattr(class_cache, "ENV_VARS_TO_PROPAGATE", class_cache.ENV_VARS_TO_PROPAGATE)  # restored after
+    assert set(CREDENTIALS) <= set(class_cache.ENV_VARS_TO_PROPAGATE)  # what Ray hands on unless told
+    for name in CREDENTIALS:
+        monkeypatch.setenv(name, "secret-" + name)
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    keep_credentials_off_trials()
+    trial_class = class_cache._ActorClassCache().get(type("Trainable", (), {}))  # what Tune starts a trial as
+    env_vars = trial_class._default_options["runtime_env"]["env_vars"]
+    assert env_vars.get("RAY_CHDIR_TO_TRIAL_DIR") == "0"  # the others still go
+    assert not set(CREDENTIALS) & set(env_vars), env_vars
