@@ -61,7 +61,10 @@ def ray_head(env: dict[str, str], args: Callable[[str], list[str]] = lambda gcs:
             time.sleep(1)
         yield Head(address, gcs, env, head.pid)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it ended by itself (a head that did not come up)
+            pass
         try:
             head.wait(15)
         except subprocess.TimeoutExpired:
