@@ -29,8 +29,6 @@ from .space import apply, search_space, starting_point
 
 log = logging.getLogger(__name__)
 
-HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray's marker of the head node (ray._common.constants)
-
 # What Ray Tune copies from the driver's environment into every trial's runtime env
 # (ray.tune.execution.class_cache), where Ray's runtime_env_agent.log then records it in plain text. A
 # trial's nodes have credentials of their own (a Secret, IRSA, an instance profile; on a local cluster the
@@ -101,6 +99,7 @@ def _searcher(cfg: SearchConfig, at_once: int):
 
 def make_tuner(cfg: SearchConfig):
     import ray.tune
+    from ray._common.constants import HEAD_NODE_RESOURCE_NAME  # the head node's marker resource
 
     from .trial_signals import FinishingASHA
 
@@ -112,7 +111,7 @@ def make_tuner(cfg: SearchConfig):
     # head's marker resource, as Ray Train's own state actor does, and no CPU: even a sliver of one would
     # leave the last Train worker on a full node one sliver short of its CPU, and one trial fewer would run.
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, base=cfg.base.to_dict()),
-                                        {"CPU": 0, HEAD_NODE_RESOURCE: 0.001})
+                                        {"CPU": 0, HEAD_NODE_RESOURCE_NAME: 0.001})
     if ray.tune.Tuner.can_restore(search.loc.path, storage_filesystem=filesystem):
         # run_search verified the folder's state (signature.verify) before Ray started
         log.info("resuming the search %s", search.uri)

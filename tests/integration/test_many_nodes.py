@@ -183,10 +183,9 @@ def test_a_search_whose_trials_span_two_nodes_trains_on_through_a_lost_node(node
             return []
 
     def second_trial_checkpointed() -> str | None:
-        started = [t for t in trials() if registered_step(f"draw/searches/two-nodes/trials/{t}")]
-        done = [t for t in started if registered_step(f"draw/searches/two-nodes/trials/{t}") == steps]
-        later = [t for t in started if t not in done]
-        return later[0] if done and later else None
+        registered = {t: registered_step(f"{out.removeprefix('s3://')}/trials/{t}") for t in trials()}
+        later = [t for t, step in registered.items() if 0 < step < steps]
+        return later[0] if steps in registered.values() and later else None
 
     second = wait_for(second_trial_checkpointed, 400, "the second trial's first checkpoint", alive=thread.is_alive)
     node_pool.remove(nodes[1], preempted=True, notice_s=NOTICE_S)
